@@ -1,0 +1,225 @@
+"""Readers for labelled reviews: the aclImdb layout (directory or .tar.gz), CSV and JSONL.
+
+Rows that can't be used are counted with their line numbers in a `ReadReport`; with
+`strict=True` the first one raises `DataError` naming the file and line instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+IMDB_LABELS = ("negative", "positive")
+_IMDB_FOLDERS = {"neg": "negative", "pos": "positive"}
+_IMDB_MEMBER_RE = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/[^/]+\.txt$")
+FORMATS = ("auto", "aclimdb", "csv", "jsonl")
+
+
+class DataError(ValueError):
+    """A data file that can't be read; the message names the file (and line)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+
+
+@dataclass
+class ReadReport:
+    path: str
+    read: int = 0
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+    def reject(self, line: int, reason: str, strict: bool) -> None:
+        if strict:
+            raise DataError(f"{self.path}: line {line}: {reason}")
+        self.bad.append((line, reason))
+
+    def summary(self) -> str:
+        text = f"{self.path}: {self.read} rows read, {len(self.bad)} bad"
+        if self.bad:
+            shown = "; ".join(f"line {n}: {why}" for n, why in self.bad[:5])
+            more = f" (and {len(self.bad) - 5} more)" if len(self.bad) > 5 else ""
+            text += f" — {shown}{more}"
+        return text
+
+
+def detect_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".tar.gz", ".tgz", ".tar")) or path.is_dir():
+        return "aclimdb"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    raise DataError(f"{path}: can't tell the format from the name; pass --format")
+
+
+def load_examples(
+    path: str | Path,
+    fmt: str = "auto",
+    split: str = "train",
+    text_column: str = "text",
+    label_column: str = "label",
+    strict: bool = False,
+) -> tuple[list[Example], ReadReport]:
+    """Read labelled examples from any supported source; log a summary of bad rows."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "aclimdb":
+        examples, report = read_aclimdb(path, split)
+    elif fmt == "csv":
+        examples, report = read_csv(path, text_column, label_column, strict)
+    elif fmt == "jsonl":
+        examples, report = read_jsonl(path, text_column, label_column, strict)
+    else:
+        raise DataError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if report.bad:
+        logger.warning(report.summary())
+    if not examples:
+        raise DataError(f"{path}: no usable examples (split {split!r})")
+    return examples, report
+
+
+def _iter_aclimdb(path: Path, split: str, folders: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """(folder, text) for every review of `split` in the chosen folders, in a stable order."""
+    if path.is_dir():
+        root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
+        for folder in folders:
+            for file in sorted((root / split / folder).glob("*.txt")):
+                yield folder, file.read_text(encoding="utf-8", errors="replace")
+        return
+    try:
+        with tarfile.open(path) as archive:
+            found: list[tuple[str, str]] = []
+            for member in archive:
+                m = _IMDB_MEMBER_RE.search(member.name)
+                if not (m and member.isfile() and m.group(1) == split and m.group(2) in folders):
+                    continue
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    found.append((member.name, handle.read().decode("utf-8", errors="replace")))
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable tar archive ({exc})") from exc
+    for name, text in sorted(found):
+        yield name.split("/")[-2], text
+
+
+def read_aclimdb(path: Path, split: str = "train") -> tuple[list[Example], ReadReport]:
+    """aclImdb/{split}/{pos,neg}/<id>_<rating>.txt from a directory or a tar(.gz) archive."""
+    report = ReadReport(str(path))
+    examples = []
+    for folder, text in _iter_aclimdb(path, split, ("neg", "pos")):
+        report.read += 1
+        examples.append(Example(text, _IMDB_FOLDERS[folder]))
+    return examples, report
+
+
+def read_aclimdb_unlabelled(path: Path) -> list[str]:
+    """The train/unsup reviews (for pre-training word vectors)."""
+    return [text for _, text in _iter_aclimdb(path, "train", ("unsup",))]
+
+
+def _row_example(
+    row: dict[str, object], text_column: str, label_column: str
+) -> Example | str:
+    """An Example, or the reason the row can't be one."""
+    text, label = row.get(text_column), row.get(label_column)
+    if not isinstance(text, str) or not text.strip():
+        return f"missing or empty {text_column!r}"
+    if label is None or isinstance(label, bool) or str(label).strip() == "":
+        return f"missing {label_column!r}"
+    if not isinstance(label, str | int):
+        return f"{label_column!r} must be a string or an integer"
+    return Example(text, str(label).strip())
+
+
+def read_csv(
+    path: Path, text_column: str = "text", label_column: str = "label", strict: bool = False
+) -> tuple[list[Example], ReadReport]:
+    report = ReadReport(str(path))
+    examples = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {text_column, label_column} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{path}: line 1: no column {', '.join(sorted(missing))} in the header")
+        try:
+            for row in reader:
+                report.read += 1
+                result = _row_example(row, text_column, label_column)
+                if isinstance(result, str):
+                    report.reject(reader.line_num, result, strict)
+                else:
+                    examples.append(result)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: line {reader.line_num}: {exc}") from exc
+    return examples, report
+
+
+def read_jsonl(
+    path: Path, text_column: str = "text", label_column: str = "label", strict: bool = False
+) -> tuple[list[Example], ReadReport]:
+    report = ReadReport(str(path))
+    examples = []
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            report.read += 1
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                report.reject(line_no, f"invalid JSON ({exc})", strict)
+                continue
+            if not isinstance(row, dict):
+                report.reject(line_no, "not a JSON object", strict)
+                continue
+            result = _row_example(row, text_column, label_column)
+            if isinstance(result, str):
+                report.reject(line_no, result, strict)
+            else:
+                examples.append(result)
+    return examples, report
+
+
+def read_texts(path: Path, fmt: str = "auto", text_column: str = "text") -> list[str]:
+    """Unlabelled texts to score: plain text (one review per line), CSV or JSONL."""
+    name = path.name.lower()
+    if fmt == "auto":
+        fmt = "csv" if name.endswith(".csv") else "jsonl" if name.endswith((".jsonl", ".ndjson")) else "txt"
+    if fmt == "txt":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [line for line in lines if line.strip()]
+    texts: list[str] = []
+    if fmt == "csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if text_column not in (reader.fieldnames or []):
+                raise DataError(f"{path}: line 1: no column {text_column!r} in the header")
+            for row in reader:
+                texts.append(row.get(text_column) or "")
+        return texts
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise DataError(f"{path}: line {line_no}: invalid JSON ({exc})") from exc
+            if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
+                raise DataError(f"{path}: line {line_no}: no string field {text_column!r}")
+            texts.append(row[text_column])
+    return texts

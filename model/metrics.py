@@ -1,0 +1,72 @@
+"""Classification metrics and temperature scaling (calibration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> list[list[int]]:
+    """Rows are true labels, columns predicted labels."""
+    counts = torch.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
+    return counts.view(num_classes, num_classes).tolist()
+
+
+def macro_f1(confusion: list[list[int]]) -> float:
+    scores = []
+    for k in range(len(confusion)):
+        tp = confusion[k][k]
+        predicted = sum(row[k] for row in confusion)
+        actual = sum(confusion[k])
+        denom = predicted + actual
+        scores.append(2 * tp / denom if denom else 0.0)
+    return sum(scores) / len(scores)
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE over `bins` equal-width confidence bins: sum_b |acc_b - conf_b| * n_b / n."""
+    confidence, preds = probs.max(dim=1)
+    correct = (preds == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = torch.zeros(())
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        if in_bin.any():
+            gap = (correct[in_bin].mean() - confidence[in_bin].mean()).abs()
+            ece += gap * in_bin.float().mean()
+    return float(ece)
+
+
+def classification_report(
+    logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
+) -> dict[str, Any]:
+    """accuracy, f1 (macro), ece (15 bins), confusion matrix, n, nll."""
+    num_classes = logits.size(1)
+    probs = torch.softmax(logits / temperature, dim=1)
+    preds = probs.argmax(dim=1)
+    confusion = confusion_matrix(labels, preds, num_classes)
+    return {
+        "accuracy": float((preds == labels).float().mean()),
+        "f1": macro_f1(confusion),
+        "ece": expected_calibration_error(probs, labels),
+        "nll": float(torch.nn.functional.cross_entropy(logits / temperature, labels)),
+        "confusion_matrix": confusion,
+        "n": int(labels.numel()),
+    }
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T > 0 minimising NLL of softmax(logits / T) (Guo et al. 2017, temperature scaling)."""
+    log_t = torch.zeros((), requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    logits, labels = logits.detach().float(), labels.detach()
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))

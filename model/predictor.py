@@ -1,0 +1,63 @@
+"""Scoring reviews with a loaded checkpoint: texts -> calibrated probabilities.
+
+The split into `encode` (text -> ids) and `predict_ids` (ids -> probabilities) lets the
+service tokenise in the request handler and batch only the model call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from model.checkpoint import Checkpoint, load_checkpoint
+from model.rnn import pad_batch
+
+
+class Predictor:
+    def __init__(self, checkpoint: Checkpoint, batch_size: int = 64) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model.eval()
+        self.pipeline = checkpoint.pipeline
+        self.labels = checkpoint.labels
+        self.temperature = checkpoint.temperature
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None, batch_size: int = 64) -> Predictor:
+        return cls(load_checkpoint(directory), batch_size)
+
+    def encode(self, text: str) -> list[int]:
+        return self.pipeline.encode(text)
+
+    @torch.inference_mode()
+    def logits_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
+        """Raw logits (N, C) for id lists, scored in one model call."""
+        ids, lengths = pad_batch(list(sequences))
+        return self.model(ids, lengths)
+
+    def predict_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
+        """Calibrated probabilities (N, C) for id lists, scored in one model call."""
+        return torch.softmax(self.logits_ids(sequences) / self.temperature, dim=1)
+
+    def predict_texts(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
+        """Probabilities (N, C) in input order; batches are formed by length to cut padding."""
+        encoded = [self.encode(t) for t in texts]
+        return self._batched(encoded, self.predict_ids, progress)
+
+    def logits_texts(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
+        encoded = [self.encode(t) for t in texts]
+        return self._batched(encoded, self.logits_ids, progress)
+
+    def _batched(self, encoded: list[list[int]], fn, progress: bool) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        from tqdm import tqdm
+
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out = torch.empty(len(encoded), len(self.labels))
+        with tqdm(total=len(encoded), unit="review", disable=not progress) as bar:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                out[chunk] = fn([encoded[i] for i in chunk])
+                bar.update(len(chunk))
+        return out

@@ -1,0 +1,137 @@
+"""SentimentRNN: embedding -> stacked (bi)RNN/LSTM/GRU -> summary over time -> linear.
+
+The recurrence is h_t = g(U·h_{t-1} + W·x_t + b) with weights shared across time; the
+classifier reads one summary vector per review (many-to-one) and returns logits; softmax is
+applied by the caller (with the calibration temperature).
+
+Unlike the classic toy that reads output[:, -1, :] of a right-padded batch (the state after
+the padding), sequences are packed, so a review's answer never depends on what it is batched with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+POOLINGS = ("last", "max", "mean", "maxmean")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int  # rows of the embedding table, <pad>=0 and <unk>=1 included
+    num_classes: int = 2  # size of the softmax
+    cell: str = "gru"  # recurrent cell: rnn | lstm | gru
+    embed_dim: int = 128  # width of a token vector x_t
+    hidden_dim: int = 128  # width of the hidden state h_t, per direction
+    num_layers: int = 1  # stacked recurrent layers
+    bidirectional: bool = True  # also read the review right-to-left
+    pooling: str = "maxmean"  # summary over time: last | max | mean | maxmean (max and mean)
+    dropout: float = 0.3  # before the classifier and between stacked layers
+    embed_dropout: float = 0.2  # on the token vectors, during training only
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        for name in ("vocab_size", "num_classes", "embed_dim", "hidden_dim", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.num_classes < 2:
+            raise ValueError("num_classes must be >= 2")
+
+    @property
+    def summary_dim(self) -> int:
+        directions = 2 if self.bidirectional else 1
+        return self.hidden_dim * directions * (2 if self.pooling == "maxmean" else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return cls(**data)
+
+
+class SentimentRNN(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
+        self.embed_dropout = nn.Dropout(config.embed_dropout)
+        self.rnn = CELLS[config.cell](
+            config.embed_dim,
+            config.hidden_dim,
+            num_layers=config.num_layers,
+            batch_first=True,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.summary_dim, config.num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) right-padded with 0, lengths (B,) >= 1 -> logits (B, C)."""
+        return self.forward_embedded(self.embed_dropout(self.embedding(ids)), lengths)
+
+    def forward_embedded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Token vectors x (B, T, E) -> logits (B, C); the entry point for gradient attributions."""
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out_packed, h_n = self.rnn(packed)
+        if isinstance(h_n, tuple):  # LSTM returns (h_n, c_n)
+            h_n = h_n[0]
+        if self.config.pooling == "last":
+            summary = self._final_states(h_n)  # (B, D*H)
+        else:
+            out, _ = pad_packed_sequence(out_packed, batch_first=True)  # (B, T', D*H)
+            summary = self._pool(out, lengths.to(out.device))
+        return self.classifier(self.dropout(summary))  # (B, C)
+
+    def _final_states(self, h_n: torch.Tensor) -> torch.Tensor:
+        # h_n: (layers * D, B, H); the top layer's forward state saw the whole review left to
+        # right, its backward state right to left.
+        if self.config.bidirectional:
+            return torch.cat([h_n[-2], h_n[-1]], dim=1)  # (B, 2H)
+        return h_n[-1]  # (B, H)
+
+    def _pool(self, out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(out.size(1), device=out.device)
+        mask = (steps[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T', 1)
+        pooled = []
+        if self.config.pooling in ("max", "maxmean"):
+            pooled.append(out.masked_fill(~mask, float("-inf")).amax(dim=1))  # (B, D*H)
+        if self.config.pooling in ("mean", "maxmean"):
+            pooled.append(out.masked_fill(~mask, 0.0).sum(dim=1) / lengths[:, None].to(out.dtype))
+        return torch.cat(pooled, dim=1)
+
+
+def parameter_summary(model: nn.Module) -> list[tuple[str, int]]:
+    """Parameters per top-level layer, in definition order: [(name, count), ...]."""
+    rows = []
+    for name, child in model.named_children():
+        count = sum(p.numel() for p in child.parameters())
+        if count:
+            rows.append((name, count))
+    return rows
+
+
+def format_parameter_summary(model: nn.Module) -> str:
+    rows = parameter_summary(model)
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {count:>12,}" for name, count in rows]
+    lines.append(f"{'total':<{width}}  {sum(c for _, c in rows):>12,}")
+    return "\n".join(lines)
+
+
+def pad_batch(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists with 0 -> ids (B, T_max), lengths (B,)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    ids = torch.zeros(len(sequences), int(lengths.max()), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return ids, lengths
