@@ -6,10 +6,11 @@ service tokenise in the request handler and batch only the model call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.rnn import pad_batch
@@ -50,9 +51,12 @@ class Predictor:
         encoded = [self.encode(t) for t in texts]
         return self._batched(encoded, self.logits_ids, progress)
 
-    def _batched(self, encoded: list[list[int]], fn, progress: bool) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        from tqdm import tqdm
-
+    def _batched(
+        self,
+        encoded: list[list[int]],
+        fn: Callable[[Sequence[list[int]]], torch.Tensor],
+        progress: bool,
+    ) -> torch.Tensor:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out = torch.empty(len(encoded), len(self.labels))
         with tqdm(total=len(encoded), unit="review", disable=not progress) as bar:

@@ -86,7 +86,7 @@ def truncation_window(n_tokens: int, max_tokens: int, head_fraction: float) -> t
     """(head, tail): keep tokens [0, head) and [n - tail, n); the middle of a long review goes."""
     if n_tokens <= max_tokens:
         return n_tokens, 0
-    head = int(round(max_tokens * head_fraction))
+    head = round(max_tokens * head_fraction)
     return head, max_tokens - head
 
 

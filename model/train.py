@@ -24,7 +24,14 @@ from tqdm import tqdm
 from model.checkpoint import Checkpoint, save_checkpoint
 from model.data import FORMATS, DataError, Example, load_examples, read_aclimdb_unlabelled
 from model.metrics import classification_report, expected_calibration_error, fit_temperature
-from model.rnn import CELLS, POOLINGS, ModelConfig, SentimentRNN, format_parameter_summary, pad_batch
+from model.rnn import (
+    CELLS,
+    POOLINGS,
+    ModelConfig,
+    SentimentRNN,
+    format_parameter_summary,
+    pad_batch,
+)
 from model.text import TextConfig, TextPipeline, tokenize
 
 logger = logging.getLogger("model.train")
@@ -104,7 +111,7 @@ def split_examples(
 ) -> tuple[list[Example], list[Example]]:
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
-    n_val = max(1, int(round(len(examples) * val_fraction)))
+    n_val = max(1, round(len(examples) * val_fraction))
     return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]
 
 
@@ -168,11 +175,11 @@ def pretrain_word2vec(
 
 @torch.no_grad()
 def evaluate_logits(
-    model: nn.Module, sequences: list[list[int]], batch_size: int
+    model: SentimentRNN, sequences: list[list[int]], batch_size: int
 ) -> torch.Tensor:
     model.eval()
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    out = torch.empty(len(sequences), model.config.num_classes)  # type: ignore[union-attr]
+    out = torch.empty(len(sequences), model.config.num_classes)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         ids, lengths = pad_batch([sequences[i] for i in chunk])
@@ -278,7 +285,7 @@ def train(args: argparse.Namespace) -> Checkpoint:
             optimiser.step()
             seen += len(batch)
             correct += int((logits.argmax(1) == target).sum())
-            loss_sum += float(loss) * len(batch)
+            loss_sum += float(loss.detach()) * len(batch)
             rate = seen / (time.perf_counter() - epoch_start)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", rev_s=f"{rate:.0f}")
         bar.close()
@@ -367,6 +374,7 @@ def plot_history(history: History, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # it logs every second at INFO
     args = build_parser().parse_args(argv)
     try:
         ckpt = train(args)

@@ -1,0 +1,60 @@
+# Two commands do all set-up: `make serve` (shipped model on :8000) and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+DATA   ?= ../shared/data/aclImdb_train.tar.gz
+
+.PHONY: serve test lint typecheck unit docker-test bench bench-smoke fuzz soak train compare clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Runtime dependencies only; re-run when pyproject.toml changes.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,train]'
+	touch $@ $(VENV)/.runtime
+
+serve: $(VENV)/.runtime ## start the service with the shipped IMDB model on $(PORT)
+	PORT=$(PORT) $(BIN)/python -m service
+
+test: $(VENV)/.dev lint typecheck unit ## ruff + mypy + the test suite
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check model service tests bench
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy model service
+
+unit: $(VENV)/.dev
+	$(BIN)/python -m pytest -q
+
+docker-test: ## build the image from a local Debian base, run it, check it, clean up
+	bash deploy/docker-test.sh
+
+bench: $(VENV)/.dev ## offline ceiling, served load, batching policy, start-up (minutes)
+	$(BIN)/python -m bench.run --data $(DATA)
+
+bench-smoke: $(VENV)/.dev
+	$(BIN)/python -m bench.run --smoke
+
+fuzz: $(VENV)/.dev ## thousands of schemathesis cases against the real server
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q tests/service/test_fuzz.py -p no:cacheprovider
+
+soak: $(VENV)/.dev ## steady load at ~70% capacity, SOAK_MINUTES (default 10)
+	$(BIN)/python -m bench.soak --minutes $${SOAK_MINUTES:-10}
+
+train: $(VENV)/.dev ## retrain the shipped model (about 30 minutes on 2 cores)
+	$(BIN)/python -m model.train --data $(DATA) --out artifacts/imdb-sentiment \
+		--pretrain word2vec --threads 2
+
+compare: $(VENV)/.dev ## architecture variants side by side on a short budget
+	$(BIN)/python -m model.compare --data $(DATA)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

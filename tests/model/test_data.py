@@ -1,0 +1,123 @@
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from model.data import (
+    DataError,
+    load_examples,
+    read_aclimdb_unlabelled,
+    read_csv,
+    read_jsonl,
+    read_texts,
+)
+
+FILES = {
+    "aclImdb/train/pos/0_9.txt": "A joy.<br /><br />Loved it.",
+    "aclImdb/train/pos/1_8.txt": "Great cast.",
+    "aclImdb/train/neg/0_2.txt": "Dull and slow.",
+    "aclImdb/test/neg/5_1.txt": "Worst film ever.",
+    "aclImdb/test/pos/5_10.txt": "Perfect.",
+    "aclImdb/train/unsup/7_0.txt": "Saw it on Tuesday.",
+}
+
+
+def _write_tree(root: Path) -> Path:
+    for name, text in FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root / "aclImdb"
+
+
+def _write_tar(path: Path) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in FILES.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("source", ["dir", "parent", "tar"])
+def test_aclimdb_layouts(tmp_path: Path, source: str) -> None:
+    if source == "tar":
+        path = _write_tar(tmp_path / "imdb.tar.gz")
+    else:
+        path = _write_tree(tmp_path)
+        path = path if source == "dir" else tmp_path
+    train, report = load_examples(path, split="train")
+    assert sorted((e.label, e.text) for e in train) == [
+        ("negative", "Dull and slow."),
+        ("positive", "A joy.<br /><br />Loved it."),
+        ("positive", "Great cast."),
+    ]
+    assert report.read == 3 and not report.bad
+    test, _ = load_examples(path, split="test")
+    assert sorted(e.label for e in test) == ["negative", "positive"]
+    assert read_aclimdb_unlabelled(path) == ["Saw it on Tuesday."]
+
+
+def test_not_a_tarball(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.tar.gz"
+    bad.write_bytes(b"not a tar")
+    with pytest.raises(DataError, match="broken.tar.gz: not a readable tar archive"):
+        load_examples(bad)
+
+
+CSV = 'review,sentiment\n"Great, really great",positive\n,negative\n"Bad film",\n"Meh",negative\n'
+
+
+def test_csv_counts_bad_rows_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(CSV)
+    examples, report = read_csv(path, "review", "sentiment")
+    assert [(e.text, e.label) for e in examples] == [
+        ("Great, really great", "positive"), ("Meh", "negative"),
+    ]
+    assert report.read == 4 and [line for line, _ in report.bad] == [3, 4]
+    assert "2 bad" in report.summary()
+    with pytest.raises(DataError, match=r"reviews.csv: line 3: missing or empty 'review'"):
+        read_csv(path, "review", "sentiment", strict=True)
+    with pytest.raises(DataError, match="line 1: no column label, text in the header"):
+        read_csv(path)
+
+
+def test_jsonl_counts_bad_rows_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    rows = [
+        json.dumps({"text": "Loved it", "label": 1}),
+        "{broken",
+        json.dumps([1, 2]),
+        "",
+        json.dumps({"text": "Hated it", "label": 0}),
+        json.dumps({"text": "   ", "label": 0}),
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    examples, report = read_jsonl(path)
+    assert [(e.text, e.label) for e in examples] == [("Loved it", "1"), ("Hated it", "0")]
+    assert [line for line, _ in report.bad] == [2, 3, 6]
+    with pytest.raises(DataError, match="reviews.jsonl: line 2: invalid JSON"):
+        read_jsonl(path, strict=True)
+
+
+def test_format_detection_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_examples(tmp_path / "nope.csv")
+    odd = tmp_path / "reviews.xml"
+    odd.write_text("<x/>")
+    with pytest.raises(DataError, match="can't tell the format"):
+        load_examples(odd)
+
+
+def test_read_texts_formats(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("first review\n\nsecond review\n")
+    assert read_texts(tmp_path / "a.txt") == ["first review", "second review"]
+    (tmp_path / "a.csv").write_text("text,id\nhello,1\n")
+    assert read_texts(tmp_path / "a.csv") == ["hello"]
+    (tmp_path / "a.jsonl").write_text('{"text": "hi"}\n{"body": "x"}\n')
+    with pytest.raises(DataError, match="line 2: no string field 'text'"):
+        read_texts(tmp_path / "a.jsonl")
