@@ -13,6 +13,7 @@ import logging
 import random
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,11 @@ def length_buckets(
     return batches
 
 
+def _stable_hash(text: str) -> int:
+    """gensim seeds each word vector with hashfxn; Python's own str hash changes per process."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
 def pretrain_word2vec(
     sentences: list[list[str]], pipeline: TextPipeline, dim: int, epochs: int, seed: int, cache: str
 ) -> torch.Tensor | None:
@@ -149,6 +155,7 @@ def pretrain_word2vec(
         w2v = Word2Vec(
             sentences, vector_size=dim, window=5, min_count=pipeline.config.min_freq, sg=1,
             negative=5, workers=torch.get_num_threads(), epochs=epochs, seed=seed,
+            hashfxn=_stable_hash,
         )
         vectors = w2v.wv
         logger.info(
