@@ -88,6 +88,7 @@ def save_checkpoint(ckpt: Checkpoint, directory: str | Path) -> Path:
         manifest = {"format_version": FORMAT_VERSION, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for name in (*files, MANIFEST):
+            os.chmod(tmp / name, 0o644)  # readable by a non-root server (mkdtemp's files are private)
             with (tmp / name).open("rb") as handle:
                 os.fsync(handle.fileno())
         os.chmod(tmp, 0o755)

@@ -1,0 +1,189 @@
+"""Derived figures: where a request's time goes, policy winners and the targets (met or missed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+TARGETS = {
+    "served_fraction_c64": 0.80,  # served throughput at c=64 / offline ceiling
+    "ceiling_reviews_per_s": 1000.0,
+    "p50_ms_c1": 5.0,
+    "startup_s": 5.0,
+    "rss_mb": 600.0,
+}
+
+
+def level(rows: Sequence[dict[str, Any]], concurrency: int) -> dict[str, Any] | None:
+    return next((r for r in rows if r.get("concurrency") == concurrency), None)
+
+
+def _hist_mean_ms(row: dict[str, Any], role: str) -> float | None:
+    hist = row.get("server_histograms", {}).get(role)
+    return round(1e3 * float(hist["mean"]), 3) if hist else None
+
+
+def breakdown_c1(row: dict[str, Any], tokenize_us: float | None) -> dict[str, Any]:
+    """Mean latency at concurrency 1 split with the server's histograms and in-process timings
+    (tokenization from the offline section; without it, it stays in the app's share)."""
+    client = float(row["latency_ms"]["mean"])
+    server = _hist_mean_ms(row, "request_s")
+    queue = _hist_mean_ms(row, "queue_wait_s") or 0.0
+    model = _hist_mean_ms(row, "inference_s") or 0.0
+    batch = row.get("server_histograms", {}).get("batch_size", {}).get("mean")
+    tokenize = round(tokenize_us / 1e3, 3) if tokenize_us else None
+    app = "app: routing, body, validation, JSON, logging, metrics" + ("" if tokenize else ", tokenization")
+    parts: dict[str, float | None] = {
+        "client, loopback, uvicorn outside the app (client mean - server request mean)": (
+            round(client - server, 3) if server is not None else None
+        ),
+        app + " (rest of server time)": (
+            round(server - queue - model - (tokenize or 0.0), 3) if server is not None else None
+        ),
+        "tokenization (in-process timing of the same reviews)": tokenize,
+        "queue wait (server histogram)": queue,
+        "model call (server histogram)": model,
+    }
+    return {
+        "concurrency": 1,
+        "client_mean_ms": client,
+        "server_request_mean_ms": server,
+        "mean_batch_size": batch,
+        "parts_ms": parts,
+    }
+
+
+def breakdown_loaded(row: dict[str, Any], profile: dict[str, Any] | None) -> dict[str, Any]:
+    """At high concurrency: server CPU per request by profile bucket, and the batcher's figures."""
+    batch = row.get("server_histograms", {}).get("batch_size", {}).get("mean")
+    model = _hist_mean_ms(row, "inference_s")
+    out: dict[str, Any] = {
+        "concurrency": row["concurrency"],
+        "server_cpu_ms_per_request": row["server_cpu_ms_per_request"],
+        "server_cores_busy": row["server_cores_busy"],
+        "mean_batch_size": batch,
+        "model_ms_per_call": model,
+        "model_ms_per_review": round(model / batch, 3) if model and batch else None,
+        "queue_wait_ms": _hist_mean_ms(row, "queue_wait_s"),
+    }
+    if profile and "cpu_ms_per_request_by_bucket" in profile:
+        out["cpu_ms_per_request_by_bucket"] = profile["cpu_ms_per_request_by_bucket"]
+    return out
+
+
+def policy_winners(policy_rows: Sequence[dict[str, Any]], tolerance: float = 0.05) -> dict[str, Any]:
+    """Best throughput at c=64, best p50 at c=1, and a recommended default: within `tolerance` of
+    the best c=64 throughput, the lowest c=1 p50."""
+    scored = []
+    for p in policy_rows:
+        hi, lo = level(p["levels"], 64), level(p["levels"], 1)
+        if hi and lo:
+            scored.append((p, float(hi["throughput_rps"]), float(lo["latency_ms"]["p50"])))
+    if not scored:
+        return {}
+    best_hi = max(scored, key=lambda s: s[1])
+    best_lo = min(scored, key=lambda s: s[2])
+    near = [s for s in scored if s[1] >= (1 - tolerance) * best_hi[1]]
+    pick = min(near, key=lambda s: s[2])
+    keys = ("max_batch_size", "max_wait_ms", "torch_threads")
+    return {
+        "best_c64": {"policy": best_hi[0]["policy"], "throughput_rps": best_hi[1]},
+        "best_c1": {"policy": best_lo[0]["policy"], "p50_ms": best_lo[2]},
+        "recommended": {
+            **{k: pick[0][k] for k in keys},
+            "policy": pick[0]["policy"],
+            "throughput_rps_c64": pick[1],
+            "p50_ms_c1": pick[2],
+            "rule": f"within {tolerance:.0%} of the best c=64 throughput, lowest c=1 p50",
+        },
+    }
+
+
+def _target(
+    name: str, value: float | None, limit: float, higher_is_better: bool, unit: str, detail: str = ""
+) -> dict[str, Any]:
+    met = None if value is None else (value >= limit if higher_is_better else value <= limit)
+    sign = ">=" if higher_is_better else "<="
+    return {"name": name, "target": f"{sign} {limit:g}{unit}", "value": value, "met": met, "detail": detail}
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    offline = results.get("offline", {})
+    served = results.get("served", {})
+    ceiling = offline.get("ceiling", {}).get("reviews_per_s")
+    rows = served.get("levels", [])
+    c64, c1 = level(rows, 64), level(rows, 1)
+    out = []
+    if not (c64 and ceiling):
+        out.append(
+            _target(
+                "served throughput at c=64 / offline ceiling",
+                None,
+                TARGETS["served_fraction_c64"],
+                True,
+                "",
+                "needs c=64 and the offline section",
+            )
+        )
+    if c64 and ceiling:
+        frac = round(float(c64["throughput_rps"]) / float(ceiling), 3)
+        out.append(
+            _target(
+                "served throughput at c=64 / offline ceiling",
+                frac,
+                TARGETS["served_fraction_c64"],
+                True,
+                "",
+                f"{c64['throughput_rps']} req/s served vs {ceiling} reviews/s offline",
+            )
+        )
+    out.append(
+        _target(
+            "offline ceiling (reviews/s)",
+            ceiling,
+            TARGETS["ceiling_reviews_per_s"],
+            True,
+            "",
+            f"{offline.get('ceiling', {}).get('threads')} torch thread(s), "
+            f"batch {offline.get('ceiling', {}).get('batch_size')}",
+        )
+    )
+    if c1:
+        out.append(
+            _target(
+                "p50 latency at c=1 (ms)",
+                c1["latency_ms"]["p50"],
+                TARGETS["p50_ms_c1"],
+                False,
+                " ms",
+                ("real" if results.get("meta", {}).get("data", {}).get("real") else "GENERATED")
+                + " reviews, rotating: the median over them is a typical review; typical-length only: "
+                + f"{results.get('explain', {}).get('plain', {}).get('latency_ms', {}).get('p50')} ms",
+            )
+        )
+    start = results.get("startup", {})
+    if start.get("ready_s_median") is not None:
+        out.append(
+            _target(
+                "start-up to /health 200 (s)",
+                start["ready_s_median"],
+                TARGETS["startup_s"],
+                False,
+                " s",
+                f"median of {len(start.get('runs', []))} starts",
+            )
+        )
+    peak = max((float(r["server_peak_rss_mb"]) for r in rows), default=None)
+    idle = start.get("idle_rss_mb_median")
+    rss = max(v for v in (peak, idle) if v is not None) if (peak or idle) else None
+    out.append(
+        _target(
+            "RSS (MB, max of idle and under load)",
+            rss,
+            TARGETS["rss_mb"],
+            False,
+            " MB",
+            f"idle {idle} MB, peak under load {peak} MB",
+        )
+    )
+    return out

@@ -1,0 +1,123 @@
+"""Smoke test of the benchmark harness (not a benchmark): a seconds-long run of `bench.run --smoke`
+on a tiny checkpoint and generated text, then the shape of what it wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import analysis, metrics, profile
+from bench.load import available_generators
+from bench.server import service_available
+from tests.conftest import build_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+
+METRICS_BEFORE = """# HELP x
+sentiment_queue_wait_seconds_count 10
+sentiment_queue_wait_seconds_sum 0.5
+sentiment_http_request_duration_seconds_count{route="/predict"} 10
+sentiment_http_request_duration_seconds_sum{route="/predict"} 1.0
+sentiment_http_request_duration_seconds_count{route="/metrics"} 3
+sentiment_http_request_duration_seconds_sum{route="/metrics"} 0.3
+"""
+METRICS_AFTER = (
+    METRICS_BEFORE.replace("_count 10", "_count 30")
+    .replace("sum 0.5", "sum 0.9")
+    .replace('count{route="/predict"} 10', 'count{route="/predict"} 20')
+    .replace('sum{route="/predict"} 1.0', 'sum{route="/predict"} 3.0')
+)
+
+
+def test_metrics_deltas_pick_the_predict_route() -> None:
+    roles = metrics.by_role(metrics.delta(METRICS_BEFORE, METRICS_AFTER))
+    assert roles["queue_wait_s"]["count"] == 20
+    assert roles["queue_wait_s"]["mean"] == pytest.approx(0.02)
+    assert roles["request_s"]["count"] == 10 and roles["request_s"]["mean"] == pytest.approx(0.2)
+
+
+def test_profile_buckets(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        "run (uvicorn/server.py:1);predict (service/routes.py:2);tokenize (model/text.py:3) 3\n"
+        "_work (service/batching.py:1);GRU.forward (torch/nn/modules/rnn.py:9) 4\n"
+        "Runner.run (asyncio/runners.py:118) 1\n"
+        "_work (service/batching.py:1);Condition.wait (threading.py:320) 2\n"
+    )
+    summary = profile.summarise(raw)
+    assert summary["samples"] == 10
+    assert summary["busy_share"] == {
+        "model (torch)": 0.5,
+        "tokenization": 0.375,
+        "event loop, sockets, HTTP parsing (native uvloop/httptools)": 0.125,
+    }
+
+
+def test_policy_winner_prefers_low_latency_among_near_best() -> None:
+    def pol(batch: int, rps: float, p50: float) -> dict[str, object]:
+        return {
+            "policy": f"b{batch}",
+            "max_batch_size": batch,
+            "max_wait_ms": 1.0,
+            "torch_threads": 1,
+            "levels": [
+                {"concurrency": 64, "throughput_rps": rps, "latency_ms": {"p50": 9.0}},
+                {"concurrency": 1, "throughput_rps": 1.0, "latency_ms": {"p50": p50}},
+            ],
+        }
+
+    win = analysis.policy_winners([pol(1, 100, 2.0), pol(32, 500, 4.0), pol(64, 490, 3.0)])
+    assert win["best_c64"]["policy"] == "b32"
+    assert win["best_c1"]["policy"] == "b1"
+    assert win["recommended"]["max_batch_size"] == 64
+
+
+def test_smoke_run_writes_results(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    build_checkpoint(ckpt)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--smoke",
+        "--generated",
+        "--model-dir",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--no-profile",
+        "--sections",
+        "offline,served,startup",
+        "--log-level",
+        "WARNING",
+    ]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "GENERATED TEXT" in done.stdout
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["mode"] == "smoke" and results["meta"]["data"]["real"] is False
+    assert results["offline"]["ceiling"]["reviews_per_s"] > 0
+    assert results["offline"]["tokenization"]["us_per_review"] > 0
+    assert (out / "RESULTS.md").read_text().startswith("# Benchmark results")
+    assert {t["name"] for t in results["targets"]} >= {"offline ceiling (reviews/s)"}
+    if not service_available():
+        assert "skipped" in results["served"]
+        return
+    served = results["served"]
+    assert served["generator"]["chosen"] in available_generators()
+    assert [r["concurrency"] for r in served["levels"]] == [1, 8]
+    for row in served["levels"]:
+        assert row["requests"] > 0 and row["errors"] == 0 and row["throughput_rps"] > 0
+        assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+        assert row["server_cpu_s"] > 0 and row["server_peak_rss_mb"] > 0
+    assert served["levels"][0]["server_histograms"]["inference_s"]["count"] > 0
+    assert results["explain"]["explain"]["requests"] > 0
+    assert results["startup"]["ready_s_median"] > 0
+    assert results["breakdown"]["c1"]["parts_ms"]
+    assert {p.name for p in out.glob("*.png")} >= {"throughput.png", "latency.png"}
