@@ -34,7 +34,7 @@ typecheck: $(VENV)/.dev
 unit: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
 
-docker-test: ## build the image from a local Debian base, run it, check it, clean up
+docker-test: $(VENV)/.runtime ## build the image from a local Debian base, run it, check it, clean up
 	bash deploy/docker-test.sh
 
 bench: $(VENV)/.dev ## offline ceiling, served load, batching policy, start-up (minutes)
