@@ -19,10 +19,10 @@ PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 
 # IMDB writes paragraph breaks as HTML; they are separators, never words.
-_BREAK_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
+BREAK_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # Words (letters/digits, inner apostrophes kept: "don't") and the two punctuation marks
 # that carry sentiment on their own.
-_TOKEN_RE = re.compile(r"\w+(?:['’]\w+)*|[!?]")
+TOKEN_RE = re.compile(r"\w+(?:['’]\w+)*|[!?]")
 
 
 @dataclass(frozen=True)
@@ -65,21 +65,21 @@ def _normalise_token(raw: str, lowercase: bool) -> str:
 def tokenize_with_spans(text: str, lowercase: bool = True) -> list[Token]:
     """Tokens with their character spans in `text` (spans index the original string)."""
     # Blank out <br /> with spaces of equal length so offsets stay those of the original.
-    cleaned = _BREAK_RE.sub(lambda m: " " * len(m.group()), text)
+    cleaned = BREAK_RE.sub(lambda m: " " * len(m.group()), text)
     return [
         Token(_normalise_token(m.group(), lowercase), m.start(), m.end())
-        for m in _TOKEN_RE.finditer(cleaned)
+        for m in TOKEN_RE.finditer(cleaned)
     ]
 
 
 def tokenize(text: str, lowercase: bool = True) -> list[str]:
     """The token strings of `text`; identical to the texts of `tokenize_with_spans`."""
-    cleaned = _BREAK_RE.sub(" ", text)
+    cleaned = BREAK_RE.sub(" ", text)
     if cleaned.isascii():  # fast path: NFKC is the identity on ASCII and lower() keeps lengths
         if lowercase:
             cleaned = cleaned.lower()
-        return _TOKEN_RE.findall(cleaned)
-    return [_normalise_token(m.group(), lowercase) for m in _TOKEN_RE.finditer(cleaned)]
+        return TOKEN_RE.findall(cleaned)
+    return [_normalise_token(m.group(), lowercase) for m in TOKEN_RE.finditer(cleaned)]
 
 
 def truncation_window(n_tokens: int, max_tokens: int, head_fraction: float) -> tuple[int, int]:
