@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+RecurrentLayer = type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]
+CELLS: dict[str, RecurrentLayer] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "max", "mean", "maxmean")
 
 
