@@ -35,8 +35,11 @@ class Predictor:
     @torch.inference_mode()
     def logits_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
         """Raw logits (N, C) for id lists, scored in one model call."""
-        ids, lengths = pad_batch(list(sequences))
-        return self.model(ids, lengths)
+        # Longest first lets the model pack without reordering; answers come back in input order.
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        ids, lengths = pad_batch([sequences[i] for i in order])
+        logits = self.model(ids, lengths)
+        return logits[torch.argsort(torch.tensor(order))]
 
     def predict_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
         """Calibrated probabilities (N, C) for id lists, scored in one model call."""

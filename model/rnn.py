@@ -82,7 +82,10 @@ class SentimentRNN(nn.Module):
 
     def forward_embedded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Token vectors x (B, T, E) -> logits (B, C); the entry point for gradient attributions."""
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        lengths = lengths.cpu()
+        # Already longest-first (as Predictor sends them): skip pack/unpack's two reorder copies.
+        presorted = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=presorted)
         out_packed, h_n = self.rnn(packed)
         if isinstance(h_n, tuple):  # LSTM returns (h_n, c_n)
             h_n = h_n[0]
@@ -107,7 +110,8 @@ class SentimentRNN(nn.Module):
         if self.config.pooling in ("max", "maxmean"):
             pooled.append(out.masked_fill(~mask, float("-inf")).amax(dim=1))  # (B, D*H)
         if self.config.pooling in ("mean", "maxmean"):
-            pooled.append(out.masked_fill(~mask, 0.0).sum(dim=1) / lengths[:, None].to(out.dtype))
+            # pad_packed_sequence pads with 0.0, so padded steps add nothing to the sum.
+            pooled.append(out.sum(dim=1) / lengths[:, None].to(out.dtype))
         return torch.cat(pooled, dim=1)
 
 
