@@ -1,0 +1,396 @@
+"""Dynamic batching: concurrent submissions are gathered into one call of a handler that runs
+on a single dedicated thread, off the event loop.
+
+Generic on purpose: items in, results out, nothing about models. The handler sees a list of
+payloads and returns one result per payload, in order. Results are handed back to the event
+loop with one `call_soon_threadsafe` per batch.
+
+Policy, in short:
+* The queue is bounded (`max_queue` items); a submission that doesn't fit is refused at once
+  (QueueFull), as is one that could not be served before its deadline at the measured rate.
+* A batch never waits for batch-mates unless more work is likely: under a steady load the
+  previous batch's callers come back, so we wait (at most `max_wait_s` after the oldest item
+  arrived) until as many items are queued as the last batch held, and stop as soon as the
+  arrivals pause. An idle caller (last batch of one) is served at once.
+* With more queued than fits, the batch is the oldest item plus the items of the most similar
+  size among the next few batches' worth, so padding stays small and nothing starves.
+* Items past their deadline, or abandoned by their caller, are dropped before the call.
+* If the handler raises, the batch is split in halves and retried, so one poisonous item
+  fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+logger = logging.getLogger("service.batching")
+
+
+class QueueFull(Exception):
+    """The queue can't take the submission now; try again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"queue full, retry after {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+class BatcherClosed(Exception):
+    """The batcher is shutting down (or not started) and takes no new work."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The item's deadline passed before its result was ready."""
+
+
+class HandlerError(Exception):
+    """The handler raised while processing this item; `__cause__` is the original error."""
+
+
+class BatchObserver(Protocol):
+    def observe_batch(self, size: int, queue_waits: Sequence[float]) -> None: ...
+
+    def observe_call(self, size: int, seconds: float, ok: bool) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class Job(Generic[T, R]):
+    payload: T
+    size: int
+    enqueued: float
+    deadline: float
+    future: asyncio.Future[R]
+    abandoned: bool = False  # set by the caller when it stops waiting
+    batch_size: int = 0  # set by the worker: how many items shared the model call
+
+
+_Outcome = tuple[Job[Any, Any], Any, BaseException | None]
+
+
+@dataclass
+class _Stats:
+    last_size: int = 0
+    last_end: float = 0.0
+    rate: float = 0.0  # items per second of handler time in full batches, smoothed
+    batches: int = 0
+    items: int = 0
+    arrivals: int = 0
+
+
+@dataclass
+class BatcherConfig:
+    max_batch_size: int = 32
+    max_wait_s: float = 0.005
+    max_queue: int = 512
+    # Stop waiting for batch-mates once no item arrived for this long.
+    arrival_gap_s: float = 0.002
+    # Forget the last batch size (and so the urge to wait) after this much idleness.
+    idle_reset_s: float = 0.25
+    # How many batches' worth of the queue is searched for similar-sized items.
+    lookahead: int = 4
+    name: str = "batcher"
+
+
+class Batcher(Generic[T, R]):
+    def __init__(
+        self,
+        handler: Callable[[list[T]], Sequence[R]],
+        config: BatcherConfig,
+        *,
+        size_of: Callable[[T], int] | None = None,
+        observer: BatchObserver | None = None,
+        initializer: Callable[[], None] | None = None,
+    ) -> None:
+        if config.max_batch_size < 1 or config.max_queue < 1:
+            raise ValueError("max_batch_size and max_queue must be >= 1")
+        # Public and looked up on every batch, so tests (and wrappers) can swap it.
+        self.handler = handler
+        self.config = config
+        self.size_of = size_of
+        self.observer = observer
+        # Runs first on the worker thread: some per-thread state (e.g. OpenMP's thread count)
+        # has to be set on the thread that does the work.
+        self.initializer = initializer
+        self._queue: deque[Job[T, R]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._idle = False  # the worker is blocked in a wait (read and written under the lock)
+        self._stats = _Stats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker thread; results are delivered to the running event loop."""
+        if self._thread is not None:
+            raise RuntimeError("batcher already started")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._work, name=self.config.name, daemon=True)
+        self._thread.start()
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Refuse new work, finish what is queued, then end the worker thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is None:
+            return
+        await asyncio.to_thread(thread.join, timeout)
+        if thread.is_alive():
+            logger.warning(
+                "%s: worker still busy after %.1fs; abandoning it", self.config.name, timeout
+            )
+            with self._cond:
+                stranded = list(self._queue)
+                self._queue.clear()
+            self._fail(stranded, BatcherClosed("shut down before this item was processed"))
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closing
+
+    @property
+    def depth(self) -> int:
+        """Items waiting for the handler (not counting the batch being processed)."""
+        return len(self._queue)
+
+    # -- submitting (event loop side) --------------------------------------------------------
+
+    def submit(self, payloads: Sequence[T], deadline: float) -> list[Job[T, R]]:
+        """Queue payloads as one unit (all or none); each gets its own job and future."""
+        loop = self._loop
+        if loop is None or self._closing:
+            raise BatcherClosed("not accepting work")
+        now = time.monotonic()
+        size_of = self.size_of
+        jobs = [
+            Job(p, size_of(p) if size_of else 1, now, deadline, loop.create_future())
+            for p in payloads
+        ]
+        with self._cond:
+            if self._closing:
+                raise BatcherClosed("not accepting work")
+            self._admit(len(jobs), deadline - now)
+            self._queue.extend(jobs)
+            self._stats.arrivals += len(jobs)
+            if self._idle:  # a busy worker looks at the queue anyway: spare the wake-up call
+                self._cond.notify()
+        return jobs
+
+    async def run(self, payloads: Sequence[T], deadline: float) -> tuple[list[R], int]:
+        """Submit and wait: (results in order, largest batch they were part of)."""
+        jobs = self.submit(payloads, deadline)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                if len(jobs) == 1:
+                    results = [await jobs[0].future]
+                else:
+                    results = list(await asyncio.gather(*(job.future for job in jobs)))
+        except TimeoutError as exc:
+            self._abandon(jobs)
+            raise DeadlineExceeded("deadline passed before the result was ready") from exc
+        except BaseException:
+            self._abandon(jobs)
+            raise
+        return results, max(job.batch_size for job in jobs)
+
+    def _admit(self, count: int, time_left: float) -> None:
+        depth = len(self._queue)
+        rate = self._stats.rate
+        expected_wait = (depth + count) / rate if rate > 0 else 0.0
+        if depth + count > self.config.max_queue or expected_wait > time_left:
+            retry = depth / rate if rate > 0 else 1.0
+            raise QueueFull(retry_after=min(60.0, max(1.0, math.ceil(retry))))
+
+    @staticmethod
+    def _abandon(jobs: Sequence[Job[Any, Any]]) -> None:
+        for job in jobs:
+            job.abandoned = True
+            if not job.future.done():
+                job.future.cancel()
+
+    # -- the worker thread -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        if self.initializer is not None:
+            try:
+                self.initializer()
+            except Exception:
+                logger.exception("%s: initializer failed", self.config.name)
+        while True:
+            try:
+                jobs = self._next_batch()
+                if jobs is None:
+                    return
+                self._process(jobs)
+            except Exception:  # pragma: no cover - a bug here must not kill the worker
+                logger.exception("%s: unexpected error in the batch loop", self.config.name)
+
+    def _next_batch(self) -> list[Job[T, R]] | None:
+        """Block until there is work; None once closing and drained."""
+        with self._cond:
+            while True:
+                while not self._queue and not self._closing:
+                    self._wait(None)
+                if not self._queue:
+                    return None
+                self._gather()
+                jobs, dead = self._take(time.monotonic())
+                if dead:
+                    self._fail(dead, DeadlineExceeded("expired in the queue"))
+                if jobs:
+                    return jobs
+
+    def _wait(self, timeout: float | None) -> None:
+        self._idle = True
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._idle = False
+
+    def _gather(self) -> None:
+        """Wait (lock held) for batch-mates while more work is likely; see the module doc."""
+        cfg = self.config
+        now = time.monotonic()
+        recent = now - self._stats.last_end < cfg.idle_reset_s
+        target = min(cfg.max_batch_size, self._stats.last_size if recent else 1)
+        if cfg.max_wait_s <= 0 or len(self._queue) >= target:
+            return
+        limit = self._queue[0].enqueued + cfg.max_wait_s
+        while len(self._queue) < target and not self._closing:
+            remaining = limit - time.monotonic()
+            if remaining <= 0:
+                return
+            seen = self._stats.arrivals
+            self._wait(min(remaining, cfg.arrival_gap_s))
+            if self._stats.arrivals == seen:
+                return  # arrivals paused: the rest of the load is not coming soon
+
+    def _take(self, now: float) -> tuple[list[Job[T, R]], list[Job[T, R]]]:
+        """Remove the next batch from the queue (lock held): (live jobs, expired jobs)."""
+        queue = self._queue
+        dead = [job for job in queue if job.abandoned or job.deadline <= now]
+        if dead:
+            live_queue = [job for job in queue if not (job.abandoned or job.deadline <= now)]
+            queue.clear()
+            queue.extend(live_queue)
+        limit = self.config.max_batch_size
+        if len(queue) <= limit:
+            batch = list(queue)
+            queue.clear()
+        elif self.size_of is None:
+            batch = [queue.popleft() for _ in range(limit)]
+        else:
+            window = list(itertools.islice(queue, limit * max(1, self.config.lookahead)))
+            picked = _similar_sizes([job.size for job in window], limit)
+            batch = [window[i] for i in picked]
+            rest = [job for i, job in enumerate(window) if i not in picked]
+            for _ in window:
+                queue.popleft()
+            queue.extendleft(reversed(rest))
+        return batch, [job for job in dead if not job.abandoned]
+
+    def _process(self, jobs: list[Job[T, R]]) -> None:
+        start = time.monotonic()
+        if self.observer is not None:
+            self._observe(
+                self.observer.observe_batch, len(jobs), [start - j.enqueued for j in jobs]
+            )
+        outcomes = self._call(jobs)
+        end = time.monotonic()
+        for job in jobs:
+            job.batch_size = len(jobs)
+        self._deliver(outcomes)
+        stats = self._stats
+        if len(jobs) == self.config.max_batch_size:
+            # Only full batches: a deep queue is served in full batches, and small ones would
+            # understate the throughput (and so refuse work we could do in time).
+            sample = len(jobs) / max(end - start, 1e-6)
+            stats.rate = sample if stats.rate == 0 else 0.8 * stats.rate + 0.2 * sample
+        stats.last_size, stats.last_end = len(jobs), end
+        stats.batches += 1
+        stats.items += len(jobs)
+
+    def _call(self, jobs: list[Job[T, R]]) -> list[_Outcome]:
+        """One handler call; on failure, halves are retried so only failing items fail."""
+        start = time.monotonic()
+        try:
+            results = self.handler([job.payload for job in jobs])
+            if len(results) != len(jobs):
+                raise RuntimeError(f"handler returned {len(results)} results for {len(jobs)} items")
+        except Exception as exc:
+            self._observe_call(len(jobs), time.monotonic() - start, False)
+            if len(jobs) == 1:
+                error = HandlerError(f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                return [(jobs[0], None, error)]
+            logger.warning(
+                "%s: a batch of %d failed (%s: %s); retrying in halves",
+                self.config.name,
+                len(jobs),
+                type(exc).__name__,
+                exc,
+            )
+            middle = len(jobs) // 2
+            return self._call(jobs[:middle]) + self._call(jobs[middle:])
+        self._observe_call(len(jobs), time.monotonic() - start, True)
+        return [(job, result, None) for job, result in zip(jobs, results, strict=True)]
+
+    def _observe_call(self, size: int, seconds: float, ok: bool) -> None:
+        if self.observer is not None:
+            self._observe(self.observer.observe_call, size, seconds, ok)
+
+    def _observe(self, method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:  # metrics must never break serving
+            logger.exception("%s: observer failed", self.config.name)
+
+    def _deliver(self, outcomes: list[_Outcome]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        # RuntimeError: the loop closed under us, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, outcomes)
+
+    def _fail(self, jobs: Sequence[Job[T, R]], error: BaseException) -> None:
+        if jobs:
+            self._deliver([(job, None, error) for job in jobs])
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    """On the event loop: hand each result to its future, unless the caller gave up."""
+    for job, result, error in outcomes:
+        future = job.future
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+def _similar_sizes(sizes: Sequence[int], limit: int) -> set[int]:
+    """Indices of `limit` items, always including index 0 (the oldest), whose sizes span the
+    narrowest range."""
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    at = order.index(0)
+    first = max(0, at - limit + 1)
+    last = min(at, len(order) - limit)
+    best = min(range(first, last + 1), key=lambda s: sizes[order[s + limit - 1]] - sizes[order[s]])
+    return set(order[best : best + limit])

@@ -1,0 +1,111 @@
+"""Service settings: one pydantic-settings class read from the environment, validated at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+
+
+class Settings(BaseSettings):
+    """Environment variables (upper-case field names, e.g. MAX_BATCH_SIZE=32)."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, protected_namespaces=()
+    )
+
+    model_dir: Path | None = Field(
+        default=None, description="Checkpoint directory; unset = artifacts/imdb-sentiment."
+    )
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="Interface to bind (0.0.0.0 in containers)."
+    )
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port (0 = any free port).")
+
+    max_batch_size: int = Field(default=24, ge=1, le=1024, description="Reviews per model call.")
+    max_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="Longest a review waits for batch-mates while more are arriving.",
+    )
+    max_queue: int = Field(
+        default=512, ge=1, le=1_000_000, description="Reviews waiting for the model; more -> 429."
+    )
+    max_chars: int = Field(default=20_000, ge=1, description="Characters per review.")
+    max_batch: int = Field(default=64, ge=1, description="Reviews per request (`texts`).")
+    max_body_bytes: int = Field(default=1 << 20, ge=64, description="Request body limit, bytes.")
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600, description="Deadline of a /predict request, from arrival."
+    )
+    body_timeout_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Deadline for receiving the body (slow -> 408)."
+    )
+    torch_threads: int = Field(
+        default=1, ge=0, le=256, description="torch intra-op threads (0 = torch's default)."
+    )
+
+    switch_interval_ms: float = Field(
+        default=0.1,
+        ge=0.01,
+        le=100,
+        description="Python's GIL switch interval (the default 5 ms starves the inference thread).",
+    )
+
+    max_explain_texts: int = Field(default=8, ge=1, description="Reviews explained per request.")
+    max_explain_tokens: int = Field(
+        default=400, ge=1, description="Tokens explained per review (head+tail kept beyond)."
+    )
+
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, /predict and /model need `Authorization: Bearer`."
+    )
+
+    drain_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=600,
+        description="After SIGTERM, keep serving this long while /health says draining.",
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Longest wait for in-flight requests at exit."
+    )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _fold_case(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.upper() in get_args(LogLevel) else value.lower()
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        # API_KEY="" in a compose file or a chart means "no key", not "an empty key".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_batch > self.max_queue:
+            raise ValueError(
+                f"MAX_BATCH ({self.max_batch}) must not exceed MAX_QUEUE ({self.max_queue}): "
+                "a full-size request could never be queued"
+            )
+        if self.body_timeout_s > self.request_timeout_s:
+            raise ValueError("BODY_TIMEOUT_S must not exceed REQUEST_TIMEOUT_S")
+        return self
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming every bad variable, for the start-up failure message."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = ".".join(str(p) for p in error["loc"]).upper()
+        parts.append(f"{name}: {error['msg']}" if name else str(error["msg"]))
+    return "invalid configuration: " + "; ".join(parts)

@@ -1,0 +1,112 @@
+"""The model side of serving, kept apart from the batching loop (decode -> predict -> encode):
+
+* `decode` turns a review into token ids with the checkpoint's own text pipeline (in the
+  request path, so tokenising overlaps with the model running on the worker thread);
+* `predict` scores a list of id lists in ONE model call (on the worker thread);
+* `encode` turns one row of probabilities into the response object.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from model.checkpoint import Checkpoint
+from model.predictor import Predictor
+from model.rnn import parameter_summary
+
+logger = logging.getLogger("service.inference")
+
+ExplainFn = Callable[..., Sequence[Sequence[Any]]]
+
+
+class SentimentModel:
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self.predictor = Predictor(checkpoint)
+        self.labels = list(checkpoint.labels)
+        self.model_id = checkpoint.model_id
+
+    def decode(self, text: str) -> list[int]:
+        return self.predictor.encode(text)
+
+    def predict(self, batch: list[list[int]]) -> list[list[float]]:
+        return self.predictor.predict_ids(batch).tolist()
+
+    def encode(self, probabilities: list[float]) -> dict[str, Any]:
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)
+        return {
+            "label": self.labels[best],
+            "confidence": probabilities[best],
+            "probabilities": dict(zip(self.labels, probabilities, strict=True)),
+        }
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.checkpoint.pipeline.config.max_tokens)
+
+    def info(self, explanations: bool) -> dict[str, Any]:
+        ckpt = self.checkpoint
+        layers = dict(parameter_summary(ckpt.model))
+        return {
+            "id": self.model_id,
+            "architecture": ckpt.model.config.to_dict(),
+            "parameters": sum(layers.values()),
+            "parameters_by_layer": layers,
+            "vocab_size": len(ckpt.pipeline.vocab),
+            "labels": self.labels,
+            "max_tokens": self.max_tokens,
+            "temperature": float(ckpt.temperature),
+            "metrics": ckpt.metrics,
+            "sha256": ckpt.sha256,
+            "explanations": explanations,
+        }
+
+    def metric_labels(self) -> dict[str, str]:
+        config = self.checkpoint.model.config
+        return {
+            "id": self.model_id,
+            "sha256": self.checkpoint.sha256,
+            "cell": config.cell,
+            "labels": ",".join(self.labels),
+        }
+
+
+def load_explain_fn() -> ExplainFn | None:
+    """`model.explain.explain_batch` if that module exists in this build, else None."""
+    try:
+        module = importlib.import_module("model.explain")
+    except ModuleNotFoundError as exc:
+        if exc.name == "model.explain":
+            return None
+        raise  # the module exists but one of its imports is missing: a real error
+    fn = getattr(module, "explain_batch", None)
+    return fn if callable(fn) else None
+
+
+class Explainer:
+    """Token attributions on a private copy of the model, so gradient work never touches (or
+    waits for) the model that serves plain predictions."""
+
+    def __init__(self, checkpoint: Checkpoint, explain_fn: ExplainFn, max_tokens: int) -> None:
+        self.predictor = Predictor(copy.deepcopy(checkpoint))
+        self.explain_fn = explain_fn
+        self.max_tokens = max_tokens
+
+    def explain(self, texts: list[str]) -> list[list[dict[str, Any]]]:
+        rows = self.explain_fn(self.predictor, texts, max_tokens=self.max_tokens)
+        return [
+            [
+                {
+                    "token": str(a.token),
+                    "start": int(a.start),
+                    "end": int(a.end),
+                    "score": float(a.score),
+                }
+                for a in row
+            ]
+            for row in rows
+        ]

@@ -1,0 +1,56 @@
+"""Builds the app; `python -m service` runs it (see __main__.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from model.checkpoint import Checkpoint
+from service.config import Settings
+from service.errors import install_error_handlers
+from service.metrics import Metrics
+from service.middleware import RequestContextMiddleware
+from service.routes import build_router
+from service.runtime import Runtime
+
+DESCRIPTION = """
+Scores movie reviews as positive or negative with a recurrent network loaded from a
+checkpoint (the same text pipeline as training).
+
+* Every non-2xx answer has one shape: `{"error": {"type", "message", "request_id", "details"?}}`.
+* Send `X-Request-ID` to correlate logs; one is generated (and echoed) otherwise.
+* When `API_KEY` is set, `/predict` and `/model` need `Authorization: Bearer <key>`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None, *, checkpoint: Checkpoint | None = None
+) -> FastAPI:
+    """The ASGI app. `checkpoint` (already loaded) skips loading MODEL_DIR at start-up."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    runtime = Runtime(settings, metrics, checkpoint=checkpoint)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.launch()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Sentiment scoring service",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(build_router(settings, runtime.request_model))
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,141 @@
+"""Prometheus metrics, one registry per app (so tests can build many apps in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# The *_created series double the output and no dashboard here reads them.
+disable_created_metrics()
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """Everything /metrics shows; also the batcher's observer."""
+
+    def __init__(self, namespace: str = "sentiment") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            namespace=namespace,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time from request start to response end.",
+            ["route"],
+            namespace=namespace,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "Requests being handled now.",
+            namespace=namespace,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "queue_wait_seconds",
+            "Time a review waited in the queue before its model call.",
+            namespace=namespace,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.inference = Histogram(
+            "inference_seconds",
+            "Duration of one model call (one batch).",
+            namespace=namespace,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.batch_size = Histogram(
+            "batch_size",
+            "Reviews per model call.",
+            namespace=namespace,
+            registry=r,
+            buckets=BATCH_BUCKETS,
+        )
+        self.batch_failures = Counter(
+            "batch_failures",
+            "Model calls that raised.",
+            namespace=namespace,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "queue_depth",
+            "Reviews waiting for the model.",
+            namespace=namespace,
+            registry=r,
+        )
+        self.ready = Gauge(
+            "ready",
+            "1 when the model is loaded and warm, else 0.",
+            namespace=namespace,
+            registry=r,
+        )
+        self.model = Info("model", "The checkpoint being served.", namespace=namespace, registry=r)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def track_queue_depth(self, depth: Callable[[], float]) -> None:
+        self.queue_depth.set_function(depth)
+
+    def set_model(self, info: dict[str, str]) -> None:
+        self.model.info(info)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # label lookups are the slow part; do each combination once
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    # BatchObserver
+    def observe_batch(self, size: int, queue_waits: Sequence[float]) -> None:
+        for wait in queue_waits:
+            self.queue_wait.observe(wait)
+
+    def observe_call(self, size: int, seconds: float, ok: bool) -> None:
+        self.batch_size.observe(size)
+        self.inference.observe(seconds)
+        if not ok:
+            self.batch_failures.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,166 @@
+"""HTTP routes: thin, everything else lives in body.py and runtime.py."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
+
+from service.body import check_content_type, parse_json, read_body, reject_nul, time_left, validate
+from service.config import Settings
+from service.errors import ApiError, request_id_of
+from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from service.runtime import Runtime
+from service.schemas import (
+    REQUEST_EXAMPLES,
+    ErrorResponse,
+    HealthResponse,
+    LiveResponse,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+)
+
+JSON = "application/json"
+
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API_KEY>`")
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("Invalid JSON, non-UTF-8 body or NUL characters"),
+    401: _error("Missing or wrong API key (only when API_KEY is set)"),
+    408: _error("The body did not arrive in time"),
+    413: _error("Body larger than MAX_BODY_BYTES"),
+    415: _error("Content-Type is not application/json"),
+    422: _error("Schema violation; `details` name each field and item index"),
+    429: _error("Queue full; retry after the Retry-After header"),
+    500: _error("Unexpected error; the message carries the request id"),
+    503: _error("Model not loaded yet, or shutting down"),
+    504: _error("No answer within REQUEST_TIMEOUT_S"),
+}
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=JSON)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def require_api_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
+    """401 unless the request carries the configured bearer key."""
+    key = request.app.state.settings.api_key
+    if key is None:
+        return
+    if credentials is None or not secrets.compare_digest(
+        credentials.credentials.encode(), key.get_secret_value().encode()
+    ):
+        raise ApiError(
+            401,
+            "Missing or invalid API key",
+            type="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _predict_openapi(model: type[PredictRequest]) -> dict[str, Any]:
+    # The body is read by hand (size limit, deadline, orjson), so describe it here.
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": model.model_json_schema(), "examples": REQUEST_EXAMPLES}},
+        }
+    }
+
+
+def build_router(settings: Settings, request_model: type[PredictRequest]) -> APIRouter:
+    router = APIRouter()
+    guarded = [Depends(require_api_key)] if settings.api_key is not None else []
+
+    @router.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=PREDICT_ERRORS,
+        dependencies=guarded,
+        openapi_extra=_predict_openapi(request_model),
+        summary="Score reviews",
+        tags=["scoring"],
+    )
+    async def predict(request: Request) -> Response:
+        """Score one review (`text`) or several (`texts`); answers come in input order."""
+        runtime = runtime_of(request)
+        runtime.serving_model()
+        check_content_type(request)
+        body = await read_body(
+            request,
+            settings.max_body_bytes,
+            min(settings.body_timeout_s, time_left(request, settings.request_timeout_s)),
+        )
+        payload = validate(request_model, parse_json(body))
+        reject_nul(payload.items, single=payload.texts is None)
+        result, batch_size = await runtime.predict(
+            payload, time_left(request, settings.request_timeout_s)
+        )
+        request.state.batch_size = batch_size
+        return json_response(result)
+
+    @router.get(
+        "/health",
+        response_model=HealthResponse,
+        responses={503: {"description": "Loading, draining or failed", "model": HealthResponse}},
+        tags=["operations"],
+    )
+    async def health(request: Request) -> Response:
+        """Readiness: 200 once the model is loaded and warm; 503 while loading or draining."""
+        runtime = runtime_of(request)
+        if runtime.status == "ok":
+            assert runtime.model is not None
+            return json_response({"status": "ok", "model": runtime.model.model_id})
+        message = {
+            "loading": "Model is loading",
+            "draining": "Shutting down",
+            "failed": f"Start-up failed: {runtime.failure}",
+        }[runtime.status]
+        # Carries both the probe's field and the one error shape.
+        error = {"type": "not_ready", "message": message, "request_id": request_id_of(request)}
+        return json_response({"status": runtime.status, "error": error}, status=503)
+
+    @router.get("/health/live", response_model=LiveResponse, tags=["operations"])
+    async def live() -> Response:
+        """Liveness: 200 while the process runs, whatever the model is doing."""
+        return json_response({"status": "alive"})
+
+    @router.get(
+        "/model",
+        response_model=ModelInfo,
+        responses={401: _error("Missing or wrong API key"), 503: _error("Model not loaded yet")},
+        dependencies=guarded,
+        tags=["scoring"],
+    )
+    async def model_info(request: Request) -> Response:
+        """Metadata of the checkpoint being served."""
+        return json_response(runtime_of(request).info())
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+        tags=["operations"],
+    )
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics."""
+        return Response(request.app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    return router

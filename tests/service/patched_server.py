@@ -1,0 +1,32 @@
+"""`python -m tests.service.patched_server`: the real server (service.__main__) with its model
+call patched from the environment, for process-level tests:
+
+    SLOW_BATCH_S=0.05   every model call first sleeps this long (to hold requests in flight)
+    BROKEN_MODEL=1      every model call raises (so the warm-up fails)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from service import __main__ as entry
+from service.inference import SentimentModel
+
+DELAY = float(os.environ.get("SLOW_BATCH_S", "0"))
+BROKEN = os.environ.get("BROKEN_MODEL") == "1"
+_predict = SentimentModel.predict
+
+
+def _patched_predict(self: SentimentModel, batch: list[list[int]]) -> list[list[float]]:
+    if BROKEN:
+        raise RuntimeError("model deliberately broken for a test")
+    time.sleep(DELAY)
+    return _predict(self, batch)
+
+
+SentimentModel.predict = _patched_predict  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    sys.exit(entry.main())

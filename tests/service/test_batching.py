@@ -1,0 +1,213 @@
+"""The generic batcher, with plain-Python handlers (no model)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from service.batching import (
+    Batcher,
+    BatcherClosed,
+    BatcherConfig,
+    DeadlineExceeded,
+    HandlerError,
+    QueueFull,
+    _similar_sizes,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    """A handler that doubles numbers, records each call, and can be held at a gate."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.calls.append(list(items))
+        if self.fail_on is not None and self.fail_on in items:
+            raise ValueError(f"poison {self.fail_on}")
+        return [2 * i for i in items]
+
+
+def make(handler: Recorder, **config: object) -> Batcher[int, int]:
+    values: dict[object, object] = {"max_batch_size": 8, "max_wait_s": 0.005, "max_queue": 64}
+    values.update(config)
+    return Batcher(handler, BatcherConfig(**values), size_of=lambda n: n)  # type: ignore[arg-type]
+
+
+def later(seconds: float = 10.0) -> float:
+    return time.monotonic() + seconds
+
+
+async def test_results_in_order_and_batched_while_handler_busy() -> None:
+    handler = Recorder()
+    batcher = make(handler)
+    batcher.start()
+    handler.gate.clear()
+    first = asyncio.create_task(batcher.run([100], later()))
+    await asyncio.to_thread(handler.entered.wait, 5)  # the worker is now stuck in call 1
+    rest = [asyncio.create_task(batcher.run([i], later())) for i in range(8)]
+    await asyncio.sleep(0.05)
+    handler.gate.set()
+    assert (await first)[0] == [200]
+    assert [(await t)[0] for t in rest] == [[2 * i] for i in range(8)]
+    # Everything queued behind the busy call went in one call, which each caller reports.
+    assert handler.calls == [[100], list(range(8))]
+    assert (await rest[0])[1] == 8
+    await batcher.stop()
+
+
+async def test_batch_never_exceeds_max_size() -> None:
+    handler = Recorder()
+    batcher = make(handler, max_batch_size=4)
+    batcher.start()
+    results = await asyncio.gather(*(batcher.run([i], later()) for i in range(30)))
+    assert [r[0] for r in results] == [[2 * i] for i in range(30)]
+    assert max(len(call) for call in handler.calls) <= 4
+    assert sum(len(call) for call in handler.calls) == 30
+    await batcher.stop()
+
+
+async def test_idle_caller_does_not_wait_for_batch_mates() -> None:
+    batcher = make(Recorder(), max_wait_s=1.0)
+    batcher.start()
+    await batcher.run([1], later())  # warm: last batch had one item
+    started = time.perf_counter()
+    for i in range(5):
+        await batcher.run([i], later())
+    assert time.perf_counter() - started < 0.5  # not 5 x max_wait
+    await batcher.stop()
+
+
+async def test_multi_item_submission_is_all_or_nothing() -> None:
+    batcher = make(Recorder(), max_queue=4)
+    batcher.start()
+    with pytest.raises(QueueFull):
+        batcher.submit([1, 2, 3, 4, 5], later())
+    assert batcher.depth == 0
+    results, _ = await batcher.run([1, 2, 3, 4], later())
+    assert results == [2, 4, 6, 8]
+    await batcher.stop()
+
+
+async def test_queue_full_refuses_at_once_with_retry_after() -> None:
+    handler = Recorder()
+    batcher = make(handler, max_queue=3)
+    batcher.start()
+    handler.gate.clear()
+    busy = asyncio.create_task(batcher.run([0], later()))
+    await asyncio.to_thread(handler.entered.wait, 5)
+    queued = [asyncio.create_task(batcher.run([i], later())) for i in range(3)]
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull) as info:
+        batcher.submit([9], later())
+    assert info.value.retry_after >= 1
+    handler.gate.set()
+    await busy
+    await asyncio.gather(*queued)
+    await batcher.stop()
+
+
+async def test_similar_sizes_are_grouped_when_the_queue_is_deep() -> None:
+    handler = Recorder()
+    batcher = make(handler, max_batch_size=3, lookahead=4)
+    batcher.start()
+    handler.gate.clear()
+    busy = asyncio.create_task(batcher.run([1], later()))
+    await asyncio.to_thread(handler.entered.wait, 5)
+    sizes = [50, 3, 51, 4, 52, 5]  # the oldest (50) goes first, with its nearest neighbours
+    tasks = [asyncio.create_task(batcher.run([s], later())) for s in sizes]
+    await asyncio.sleep(0.02)
+    handler.gate.set()
+    await busy
+    await asyncio.gather(*tasks)
+    assert handler.calls[1:] == [[50, 51, 52], [3, 4, 5]]
+    await batcher.stop()
+
+
+def test_similar_sizes_always_include_the_oldest() -> None:
+    assert _similar_sizes([10, 1, 2, 3, 11, 12], 3) == {0, 4, 5}
+    assert _similar_sizes([1, 100, 101, 102], 2) == {0, 1}
+    assert _similar_sizes([5, 5, 5], 3) == {0, 1, 2}
+
+
+async def test_a_failing_item_fails_only_its_caller() -> None:
+    handler = Recorder(fail_on=13)
+    batcher = make(handler)
+    batcher.start()
+    handler.gate.clear()
+    busy = asyncio.create_task(batcher.run([0], later()))
+    await asyncio.to_thread(handler.entered.wait, 5)
+    tasks = [asyncio.create_task(batcher.run([i], later())) for i in (11, 12, 13, 14)]
+    await asyncio.sleep(0.02)
+    handler.gate.set()
+    await busy
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [o[0] for o in outcomes if not isinstance(o, BaseException)] == [[22], [24], [28]]
+    error = outcomes[2]
+    assert isinstance(error, HandlerError)
+    assert isinstance(error.__cause__, ValueError)
+    # And the worker is still alive.
+    assert (await batcher.run([3], later()))[0] == [6]
+    await batcher.stop()
+
+
+async def test_handler_returning_the_wrong_count_is_an_error() -> None:
+    def short(items: Sequence[int]) -> list[int]:
+        return []
+
+    batcher: Batcher[int, int] = Batcher(short, BatcherConfig(max_batch_size=4))
+    batcher.start()
+    with pytest.raises(HandlerError):
+        await batcher.run([1, 2], later())
+    await batcher.stop()
+
+
+async def test_items_past_their_deadline_are_dropped_unprocessed() -> None:
+    handler = Recorder()
+    batcher = make(handler)
+    batcher.start()
+    handler.gate.clear()
+    busy = asyncio.create_task(batcher.run([0], later()))
+    await asyncio.to_thread(handler.entered.wait, 5)
+    with pytest.raises(DeadlineExceeded):
+        await batcher.run([7], time.monotonic() + 0.05)
+    handler.gate.set()
+    await busy
+    await asyncio.sleep(0.05)
+    assert [7] not in handler.calls
+    await batcher.stop()
+
+
+async def test_stop_finishes_queued_work_then_refuses() -> None:
+    handler = Recorder()
+    batcher = make(handler)
+    batcher.start()
+    handler.gate.clear()
+    tasks = [asyncio.create_task(batcher.run([i], later())) for i in range(5)]
+    await asyncio.to_thread(handler.entered.wait, 5)
+    stopping = asyncio.create_task(batcher.stop(timeout=5))
+    await asyncio.sleep(0.02)
+    with pytest.raises(BatcherClosed):
+        batcher.submit([1], later())
+    handler.gate.set()
+    await stopping
+    assert [(await t)[0] for t in tasks] == [[2 * i] for i in range(5)]
+    assert not batcher.running
+
+
+async def test_submit_before_start_is_refused() -> None:
+    with pytest.raises(BatcherClosed):
+        make(Recorder()).submit([1], later())

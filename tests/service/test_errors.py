@@ -1,0 +1,405 @@
+"""Every error case: its status, and the one error shape (tests/service/conftest.assert_error)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.service.conftest import BASE_URL, assert_error, running
+
+pytestmark = pytest.mark.anyio
+
+JSON = {"content-type": "application/json"}
+
+
+async def post_raw(
+    client: httpx.AsyncClient, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await client.post("/predict", content=body, headers=JSON if headers is None else headers)
+
+
+@pytest.fixture
+async def client(app_factory: Callable[..., FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(app_factory(max_chars=50, max_batch=4, max_body_bytes=4096)) as c:
+        yield c
+
+
+# -- 400 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "type_"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"", "invalid_json"),
+        (b'{"text": "caf\xe9"}', "invalid_encoding"),  # latin-1, not UTF-8
+        (b'{"text": "a\xff\xfeb"}', "invalid_encoding"),
+        (b'{"text": "a\x00b"}', "invalid_json"),  # raw NUL: a control character in a string
+        (b'{"text": "a\\u0000b"}', "invalid_text"),  # escaped NUL: valid JSON, refused still
+        (b'{"text": "a\\ud800"}', "invalid_json"),  # lone surrogate
+        (b"[" * 100_000 + b"]" * 100_000, None),  # deep nesting (over the body limit here)
+    ],
+)
+async def test_bad_bodies_are_400(
+    client: httpx.AsyncClient, body: bytes, type_: str | None
+) -> None:
+    response = await post_raw(client, body)
+    if len(body) > 4096:
+        assert_error(response, 413)
+    else:
+        assert_error(response, 400, type_)
+
+
+async def test_deeply_nested_json_is_400_without_crashing(
+    app_factory: Callable[..., FastAPI],
+) -> None:
+    async with running(app_factory()) as client:
+        array = await post_raw(client, b"[" * 50_000 + b"]" * 50_000)
+        objects = await post_raw(client, b'{"a":' * 20_000 + b"1" + b"}" * 20_000)
+        in_field = await post_raw(client, b'{"text":' + b"[" * 500 + b"]" * 500 + b"}")
+        after = await client.post("/predict", json={"text": "fine"})
+    assert_error(array, 400, "invalid_json")
+    assert_error(objects, 400, "invalid_json")
+    assert_error(in_field, 422, "validation_error")
+    assert after.status_code == 200
+
+
+async def test_nul_in_a_batch_names_the_item(client: httpx.AsyncClient) -> None:
+    error = assert_error(await client.post("/predict", json={"texts": ["ok", "b\x00d"]}), 400)
+    assert error["details"][0]["field"] == "texts[1]"
+
+
+# -- 415 / 413 / 408 ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"content-type": "text/plain"},
+        {"content-type": "application/x-www-form-urlencoded"},
+        {},
+        {"content-type": "application/json; charset=latin-1"},
+    ],
+)
+async def test_wrong_content_type_is_415(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    assert_error(await post_raw(client, b'{"text": "ok"}', headers), 415, "unsupported_media_type")
+
+
+async def test_content_type_parameters_are_accepted(client: httpx.AsyncClient) -> None:
+    ok = await post_raw(
+        client, b'{"text": "ok"}', {"content-type": "Application/JSON; charset=UTF-8"}
+    )
+    assert ok.status_code == 200
+
+
+async def test_declared_oversize_body_is_refused_before_reading(
+    app_factory: Callable[..., FastAPI],
+) -> None:
+    app = app_factory(max_body_bytes=1000)
+    received: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        received.append(1)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    async with running(app):
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/predict",
+            "raw_path": b"/predict",
+            "query_string": b"",
+            "root_path": "",
+            "server": ("testserver", 80),
+            "client": ("127.0.0.1", 1),
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"10000000")],
+        }
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert not received  # not one chunk read
+
+
+async def test_streamed_oversize_body_is_cut_off(app_factory: Callable[..., FastAPI]) -> None:
+    chunks_sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal chunks_sent
+        for _ in range(10_000):  # 10 MB in all, no Content-Length (chunked)
+            chunks_sent += 1
+            yield b"x" * 1000
+
+    async with running(app_factory(max_body_bytes=5000)) as client:
+        response = await client.post("/predict", content=chunks(), headers=JSON)
+    assert_error(response, 413, "payload_too_large")
+    assert chunks_sent < 100
+
+
+async def test_ten_megabyte_body_is_413_fast(client: httpx.AsyncClient) -> None:
+    started = time.perf_counter()
+    response = await post_raw(client, b'{"text": "' + b"a" * 10_000_000 + b'"}')
+    assert_error(response, 413, "payload_too_large")
+    assert time.perf_counter() - started < 2
+
+
+async def test_slow_body_times_out_with_408(app_factory: Callable[..., FastAPI]) -> None:
+    async def drip() -> AsyncIterator[bytes]:
+        yield b'{"text": '
+        await asyncio.sleep(5)
+        yield b'"late"}'
+
+    async with running(app_factory(body_timeout_s=0.2, request_timeout_s=1)) as client:
+        started = time.perf_counter()
+        response = await client.post("/predict", content=drip(), headers=JSON)
+    assert_error(response, 408, "request_timeout")
+    assert time.perf_counter() - started < 1.5
+
+
+# -- 422 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"text": ""}, "text"),
+        ({"text": "   \n\t "}, "text"),
+        ({"text": "x" * 51}, "text"),
+        ({"texts": ["ok", "fine", ""]}, "texts[2]"),
+        ({"texts": ["ok", " "]}, "texts[1]"),
+        ({"texts": ["ok", "x" * 51]}, "texts[1]"),
+        ({"texts": ["a", "b", "c", "d", "e"]}, "texts"),
+        ({"texts": []}, "texts"),
+        ({"text": "a", "texts": ["b"]}, "body"),
+        ({}, "body"),
+        ({"text": None}, "text"),
+        ({"text": "ok", "texts": None}, "texts"),
+        ({"text": 42}, "text"),
+        ({"text": ["a"]}, "text"),
+        ({"texts": "a"}, "texts"),
+        ({"texts": ["a", 7]}, "texts[1]"),
+        ({"text": "ok", "explain": "yes"}, "explain"),
+        ({"text": "ok", "label": "positive"}, "label"),
+        (["ok"], "body"),
+        ("ok", "body"),
+    ],
+)
+async def test_schema_violations_are_422_naming_field_and_index(
+    client: httpx.AsyncClient, payload: object, field: str
+) -> None:
+    error = assert_error(await client.post("/predict", json=payload), 422, "validation_error")
+    assert error["details"][0]["field"] == field
+    assert error["message"].startswith(field)
+
+
+async def test_ten_thousand_texts_are_422_fast(app_factory: Callable[..., FastAPI]) -> None:
+    async with running(app_factory(max_body_bytes=1 << 20)) as client:
+        started = time.perf_counter()
+        response = await client.post("/predict", json={"texts": ["good film"] * 10_000})
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"][0]["field"] == "texts"
+    assert time.perf_counter() - started < 1
+
+
+async def test_many_bad_items_give_a_bounded_error(app_factory: Callable[..., FastAPI]) -> None:
+    async with running(app_factory(max_batch=500)) as client:
+        response = await client.post("/predict", json={"texts": [""] * 500})
+    error = assert_error(response, 422)
+    assert len(error["details"]) <= 20
+    assert "499 more" in error["message"]
+
+
+async def test_too_many_texts_to_explain_is_422(app_factory: Callable[..., FastAPI]) -> None:
+    pytest.importorskip("model.explain")
+    async with running(app_factory(max_explain_texts=2)) as client:
+        response = await client.post("/predict", json={"texts": ["a", "b", "c"], "explain": True})
+    assert assert_error(response, 422)["details"][0]["field"] == "texts"
+
+
+async def test_explain_without_the_module_is_501(
+    app_factory: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.runtime.load_explain_fn", lambda: None)
+    async with running(app_factory()) as client:
+        response = await client.post("/predict", json={"text": "a", "explain": True})
+        plain = await client.post("/predict", json={"text": "a"})
+    assert_error(response, 501, "not_implemented")
+    assert plain.status_code == 200
+
+
+# -- 401 / 404 / 405 ----------------------------------------------------------------------------
+
+
+async def test_api_key_guards_predict_and_model_only(app_factory: Callable[..., FastAPI]) -> None:
+    good = {"Authorization": "Bearer s3cret"}
+    async with running(app_factory(api_key="s3cret")) as client:
+        for path in ("/predict", "/model"):
+            method = client.post if path == "/predict" else client.get
+            kwargs: dict[str, Any] = {"json": {"text": "ok"}} if path == "/predict" else {}
+            assert_error(await method(path, **kwargs), 401, "unauthorized")
+            wrong = await method(path, headers={"Authorization": "Bearer nope"}, **kwargs)
+            assert_error(wrong, 401, "unauthorized")
+            assert wrong.headers["www-authenticate"] == "Bearer"
+            basic = await method(path, headers={"Authorization": "Basic czNjcmV0"}, **kwargs)
+            assert_error(basic, 401)
+            assert (await method(path, headers=good, **kwargs)).status_code == 200
+        for path in ("/health", "/health/live", "/metrics"):
+            assert (await client.get(path)).status_code == 200
+
+
+async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None:
+    assert_error(await client.get("/nothing/here"), 404, "not_found")
+    assert_error(await client.get("/predict"), 405, "method_not_allowed")
+    assert_error(await client.delete("/health"), 405, "method_not_allowed")
+
+
+# -- 429 / 503 / 504 / 500 ----------------------------------------------------------------------
+
+
+def slow_handler(app: FastAPI, seconds: float) -> None:
+    batcher = app.state.runtime.batcher
+    model_call = batcher.handler
+
+    def slow(batch: list[list[int]]) -> list[list[float]]:
+        time.sleep(seconds)
+        return model_call(batch)
+
+    batcher.handler = slow
+
+
+async def test_queue_full_is_429_with_retry_after(app_factory: Callable[..., FastAPI]) -> None:
+    app = app_factory(max_queue=4, max_batch=4, max_batch_size=1)
+    async with running(app) as client:
+        slow_handler(app, 0.3)
+        responses = await asyncio.gather(
+            *(client.post("/predict", json={"text": "x"}) for _ in range(12))
+        )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) >= 5 and 429 in statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert_error(refused, 429, "queue_full")
+    assert int(refused.headers["retry-after"]) >= 1
+
+
+async def test_not_ready_is_503(app_factory: Callable[..., FastAPI]) -> None:
+    app = app_factory()  # start-up never runs: the model stays "loading"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE_URL
+    ) as client:
+        health = await client.get("/health")
+        predict = await client.post("/predict", json={"text": "ok"})
+        model = await client.get("/model")
+        live = await client.get("/health/live")
+    assert health.status_code == 503
+    assert health.json()["status"] == "loading"
+    assert_error(health, 503, "not_ready")
+    assert_error(predict, 503, "not_ready")
+    assert predict.headers["retry-after"] == "1"
+    assert_error(model, 503, "not_ready")
+    assert live.status_code == 200
+
+
+async def test_failed_start_reports_failed(
+    app_factory: Callable[..., FastAPI], tmp_path: Any
+) -> None:
+    app = app_factory(model_dir=tmp_path / "missing")
+    async with running(app, ready=False) as client:
+        await app.state.runtime.wait_started()
+        health = await client.get("/health")
+    assert health.status_code == 503 and health.json()["status"] == "failed"
+    assert "missing" in health.json()["error"]["message"]
+
+
+async def test_past_deadline_is_504(app_factory: Callable[..., FastAPI]) -> None:
+    app = app_factory(request_timeout_s=0.3, body_timeout_s=0.3)
+    async with running(app) as client:
+        slow_handler(app, 0.6)
+        started = time.perf_counter()
+        response = await client.post("/predict", json={"text": "slow"})
+        assert time.perf_counter() - started < 0.55  # answered at the deadline, not after the call
+        assert_error(response, 504, "timeout")
+        await asyncio.sleep(0.4)
+        assert (await client.get("/health")).status_code == 200
+
+
+async def test_failing_batch_is_500_and_server_keeps_serving(
+    app_factory: Callable[..., FastAPI], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_factory()
+    async with running(app) as client:
+        batcher = app.state.runtime.batcher
+        model_call = batcher.handler
+
+        def broken(batch: list[list[int]]) -> list[list[float]]:
+            raise RuntimeError("simulated model failure")
+
+        batcher.handler = broken
+        with caplog.at_level(logging.ERROR, logger="service.errors"):
+            failed = await client.post(
+                "/predict", json={"texts": ["a", "b"]}, headers={"X-Request-ID": "r-1"}
+            )
+        batcher.handler = model_call
+        after = await client.post("/predict", json={"text": "a"})
+        health = await client.get("/health")
+    error = assert_error(failed, 500, "internal_error")
+    assert "r-1" in error["message"] and "simulated" not in error["message"]
+    record = next(r for r in caplog.records if getattr(r, "request_id", None) == "r-1")
+    assert record.exc_info is not None  # logged with its traceback
+    assert after.status_code == 200 and health.status_code == 200
+
+
+async def test_one_poisoned_review_does_not_fail_its_batch_mates(
+    app_factory: Callable[..., FastAPI],
+) -> None:
+    app = app_factory(max_batch_size=32, max_wait_ms=50)
+    async with running(app) as client:
+        runtime = app.state.runtime
+        poison = runtime.model.decode("awful")
+        model_call = runtime.batcher.handler
+
+        def picky(batch: list[list[int]]) -> list[list[float]]:
+            if poison in batch:
+                raise ValueError("cannot score this one")
+            return model_call(batch)
+
+        runtime.batcher.handler = picky
+        slow_handler(app, 0.05)  # so the requests below queue up together behind one call
+        texts = ["good", "great", "awful", "superb", "wonderful"]
+        responses = await asyncio.gather(
+            *(client.post("/predict", json={"text": t}) for t in texts)
+        )
+    statuses = [r.status_code for r in responses]
+    assert statuses == [200, 200, 500, 200, 200]
+    assert (
+        max(r.json()["predictions"][0]["confidence"] for r in responses if r.status_code == 200) > 0
+    )
+
+
+async def test_fastapi_validation_errors_use_the_one_shape(
+    app_factory: Callable[..., FastAPI],
+) -> None:
+    app = app_factory()
+
+    @app.get("/test-only/{number}")
+    async def typed(number: int, flag: bool = False) -> dict[str, int]:
+        return {"number": number}
+
+    async with running(app) as client:
+        response = await client.get("/test-only/seven")
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"][0]["field"] == "number"

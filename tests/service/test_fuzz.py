@@ -1,0 +1,65 @@
+"""Property-based fuzzing of the real server from its own OpenAPI schema (schemathesis): valid
+and invalid requests alike must get schema-conformant answers, never a 5xx, and every
+non-2xx answer must have the one error shape.
+
+FUZZ_EXAMPLES sets the cases per operation (a few dozen in the normal test run; `make fuzz`
+asks for thousands).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, settings  # noqa: E402  (after the skip)
+
+from service.config import Settings  # noqa: E402
+from service.main import create_app  # noqa: E402
+from tests.service.test_e2e import server  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
+# Small limits, so that generated bodies run into them (and stay cheap to score).
+LIMITS = {"MAX_CHARS": "300", "MAX_BATCH": "8"}
+
+# The schema the server will publish, built in-process now (building the app loads nothing),
+# since the cases are generated at collection time, before the server runs.
+schema = schemathesis.openapi.from_dict(create_app(Settings(max_chars=300, max_batch=8)).openapi())
+
+
+@pytest.fixture(scope="module")
+def live_url(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("fuzz") / "server.log"
+    with server(tiny_checkpoint_dir, log, **LIMITS) as (_, url):
+        yield url
+
+
+def test_published_schema_is_the_one_fuzzed(live_url: str) -> None:
+    import httpx
+
+    assert httpx.get(f"{live_url}/openapi.json").json() == schema.raw_schema
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_server_conforms_to_its_schema(case: Any, live_url: str) -> None:
+    response = case.call(base_url=live_url, timeout=30)
+    case.validate_response(response)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert error["type"] and error["message"]
+        request_id = response.headers["x-request-id"]
+        assert error["request_id"] == (
+            request_id[0] if isinstance(request_id, list) else request_id
+        )

@@ -1,0 +1,87 @@
+"""Log formatting and the one access-log line per request."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+import pytest
+from fastapi import FastAPI
+
+from service.logs import JsonFormatter, TextFormatter, configure_logging
+from tests.service.conftest import running
+
+
+def record(exc: bool = False) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            exc_info = sys.exc_info()
+    rec = logging.LogRecord(
+        "service.x", logging.INFO, __file__, 1, "hello %s", ("world",), exc_info
+    )
+    rec.request_id = "abc"
+    rec.status = 200
+    return rec
+
+
+def test_json_lines_carry_the_extra_fields() -> None:
+    line = JsonFormatter().format(record())
+    entry = json.loads(line)
+    assert entry["message"] == "hello world" and entry["level"] == "INFO"
+    assert entry["request_id"] == "abc" and entry["status"] == 200
+    assert entry["logger"] == "service.x" and entry["ts"].endswith("+00:00")
+    assert "\n" not in line
+
+
+def test_json_lines_carry_the_traceback() -> None:
+    entry = json.loads(JsonFormatter().format(record(exc=True)))
+    assert "ValueError: boom" in entry["exc_info"]
+
+
+def test_text_lines_put_fields_after_the_message() -> None:
+    line = TextFormatter().format(record(exc=True))
+    first, _, rest = line.partition("\n")
+    assert first.endswith("hello world request_id=abc status=200")
+    assert "ValueError: boom" in rest
+
+
+def test_configure_logging_writes_through_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        listener = configure_logging("INFO", "json")
+        logging.getLogger("service.test").info("queued", extra={"request_id": "r"})
+        logging.getLogger("service.test").debug("filtered out")
+        listener.stop()  # flushes
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["message"], e["request_id"]) for e in lines] == [("queued", "r")]
+
+
+@pytest.mark.anyio
+async def test_one_access_line_per_request(
+    app_factory: Callable[..., FastAPI], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(app_factory()) as client:
+        with caplog.at_level(logging.INFO, logger="service.access"):
+            await client.post(
+                "/predict", json={"texts": ["a", "b"]}, headers={"X-Request-ID": "q-1"}
+            )
+            await client.get("/nowhere", headers={"X-Request-ID": "q-2"})
+    lines = [r for r in caplog.records if r.name == "service.access"]
+    assert len(lines) == 2
+    predict, missing = lines
+    assert (predict.method, predict.path, predict.status) == ("POST", "/predict", 200)  # type: ignore[attr-defined]
+    assert predict.request_id == "q-1" and predict.batch_size >= 2  # type: ignore[attr-defined]
+    assert predict.duration_ms > 0  # type: ignore[attr-defined]
+    assert (missing.status, missing.request_id, missing.batch_size) == (404, "q-2", None)  # type: ignore[attr-defined]
