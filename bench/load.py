@@ -30,6 +30,14 @@ import numpy as np
 
 PY_KINDS = ("asyncio", "httpx")
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_rotate.lua"
+# What a broken, reset or timed-out connection raises; counted per kind, never fatal.
+CONNECTION_ERRORS = (
+    OSError,
+    ValueError,
+    asyncio.IncompleteReadError,
+    asyncio.LimitOverrunError,
+    TimeoutError,
+)
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -219,13 +227,7 @@ async def _asyncio_worker(
                 writer.write(requests[i])
                 status, close = await _read_response(reader)
             tally.statuses[str(status)] += 1
-        except (
-            OSError,
-            ValueError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            TimeoutError,
-        ) as exc:
+        except CONNECTION_ERRORS as exc:
             tally.statuses[type(exc).__name__] += 1
             close = True
         tally.latencies.append(time.perf_counter() - t0)

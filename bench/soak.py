@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from bench.data import load_reviews
-from bench.load import _read_response, _request_bytes
+from bench.load import CONNECTION_ERRORS, _read_response, _request_bytes
 from bench.server import HOST, REPO, Server, service_default
 
 logger = logging.getLogger("bench.soak")
@@ -101,13 +101,7 @@ class Pool:
                     reader, writer = conn
                     writer.write(request)
                     status, close = await _read_response(reader)
-            except (
-                OSError,
-                ValueError,
-                asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError,
-                TimeoutError,
-            ) as exc:
+            except CONNECTION_ERRORS as exc:
                 if conn is not None:
                     conn[1].close()
                 return type(exc).__name__
