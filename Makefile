@@ -49,9 +49,9 @@ fuzz: $(VENV)/.dev ## thousands of schemathesis cases against the real server
 soak: $(VENV)/.dev ## steady load at ~70% capacity, SOAK_MINUTES (default 10)
 	$(BIN)/python -m bench.soak --minutes $${SOAK_MINUTES:-10}
 
-train: $(VENV)/.dev ## retrain the shipped model (about 30 minutes on 2 cores)
+train: $(VENV)/.dev ## retrain the shipped model (about 30 minutes)
 	$(BIN)/python -m model.train --data $(DATA) --out artifacts/imdb-sentiment \
-		--pretrain word2vec --threads 2
+		--pretrain word2vec --threads 1 --epochs 8 --time-budget 50
 
 compare: $(VENV)/.dev ## architecture variants side by side on a short budget
 	$(BIN)/python -m model.compare --data $(DATA)
