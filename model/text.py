@@ -133,10 +133,12 @@ class TextPipeline:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, truncated head+tail; at least one id (an empty text gives <unk>)."""
-        tokens = truncate(
-            tokenize(text, self.config.lowercase), self.config.max_tokens, self.config.head_fraction
-        )
-        return self.vocab.ids(tokens) or [UNK_ID]
+        return self.encode_tokens(tokenize(text, self.config.lowercase))
+
+    def encode_tokens(self, tokens: list[str]) -> list[int]:
+        """`encode` for text already tokenized with this pipeline's settings."""
+        kept = truncate(tokens, self.config.max_tokens, self.config.head_fraction)
+        return self.vocab.ids(kept) or [UNK_ID]
 
     def encode_with_spans(self, text: str) -> tuple[list[int], list[Token]]:
         """Like `encode`, plus the kept tokens with their spans in `text` (for explanations)."""
@@ -149,5 +151,8 @@ class TextPipeline:
 
     @classmethod
     def fit(cls, texts: Iterable[str], config: TextConfig) -> TextPipeline:
-        token_lists = (tokenize(t, config.lowercase) for t in texts)
+        return cls.fit_tokens((tokenize(t, config.lowercase) for t in texts), config)
+
+    @classmethod
+    def fit_tokens(cls, token_lists: Iterable[list[str]], config: TextConfig) -> TextPipeline:
         return cls(config, Vocabulary.build(token_lists, config.min_freq, config.max_vocab))

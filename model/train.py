@@ -236,9 +236,10 @@ def train(args: argparse.Namespace) -> Checkpoint:
         head_fraction=args.head_fraction, min_freq=1 if args.dry_run else args.min_freq,
         max_vocab=args.max_vocab,
     )
+    # Tokenize the training texts once: for the vocabulary, the ids and word2vec alike.
     train_tokens = [tokenize(e.text, text_config.lowercase) for e in train_set]
-    pipeline = TextPipeline.fit((e.text for e in train_set), text_config)
-    x_train = [pipeline.encode(e.text) for e in train_set]
+    pipeline = TextPipeline.fit_tokens(train_tokens, text_config)
+    x_train = [pipeline.encode_tokens(tokens) for tokens in train_tokens]
     x_val = [pipeline.encode(e.text) for e in val_set]
     y_train = torch.tensor([label_id[e.label] for e in train_set])
     y_val = torch.tensor([label_id[e.label] for e in val_set])

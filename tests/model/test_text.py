@@ -55,3 +55,13 @@ def test_pipeline_encode_is_deterministic_and_never_empty() -> None:
     ids, spans = first.encode_with_spans("a good unknownword film")
     assert ids == first.encode("a good unknownword film")
     assert [s.text for s in spans] == ["a", "unknownword", "film"]
+
+
+def test_token_entry_points_agree_with_the_text_ones() -> None:
+    texts = ["a good film", "a bad film", "good good bad!"]
+    config = TextConfig(min_freq=1, max_tokens=3)
+    from_text = TextPipeline.fit(texts, config)
+    from_tokens = TextPipeline.fit_tokens([tokenize(t) for t in texts], config)
+    assert from_text.vocab.tokens == from_tokens.vocab.tokens
+    review = "A good, good film with a bad ending!"
+    assert from_text.encode(review) == from_text.encode_tokens(tokenize(review))
