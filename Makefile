@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 DATA   ?= ../shared/data/aclImdb_train.tar.gz
 
-.PHONY: serve test lint typecheck unit docker-test bench bench-smoke fuzz soak train compare clean
+.PHONY: serve test lint typecheck unit docker-test bench bench-smoke fuzz soak train compare checklist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -52,6 +52,9 @@ soak: $(VENV)/.dev ## steady load at ~70% capacity, SOAK_MINUTES (default 10)
 train: $(VENV)/.dev ## retrain the shipped model (about 30 minutes)
 	$(BIN)/python -m model.train --data $(DATA) --out artifacts/imdb-sentiment \
 		--pretrain word2vec --threads 1 --epochs 8 --time-budget 50
+
+checklist: $(VENV)/.runtime ## behavioural tests (negation, typos, ratings, emoji...) of the shipped model
+	$(BIN)/python -m model.checklist
 
 compare: $(VENV)/.dev ## architecture variants side by side on a short budget
 	$(BIN)/python -m model.compare --data $(DATA)

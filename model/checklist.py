@@ -1,0 +1,633 @@
+"""Behavioural tests in the style of CheckList (Ribeiro et al., ACL 2020).
+
+    python -m model.checklist [--checkpoint DIR | --url URL] [--json] [--api-key KEY]
+
+Three kinds of test, each generated from templates x vocabularies:
+
+- MFT (minimum functionality): one text, one expected answer ("The room was not clean." is
+  negative).
+- INV (invariance): a perturbation that must not flip the label (a typo in the sentiment
+  word, upper case, a neutral sentence appended).
+- DIR (directional): a perturbation that must move P(positive) one way, or at least not the
+  other way by more than a tolerance (appending "I loved it." must not make a review less
+  positive).
+
+The suite is data (`Test` records built by `build_suite`); `run_suite` scores every distinct
+text in one call of any scorer `Callable[[list[str]], list[float]]` returning P(positive),
+so the same suite runs against a checkpoint (`PredictorScorer`) or a running service
+(`HttpScorer`). Generation is deterministic: each test samples its cases with its own
+`random.Random` seeded from the suite seed and the test's name, so adding a test never
+changes the cases of another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import random
+import sys
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+import httpx
+
+from model.checkpoint import CheckpointError
+from model.predictor import Predictor
+
+logger = logging.getLogger("model.checklist")
+
+Kind = Literal["MFT", "INV", "DIR"]
+Scorer = Callable[[list[str]], list[float]]  # texts -> P(positive), in input order
+Case = tuple[str, ...]  # MFT: (text,); INV and DIR: (original, perturbed)
+
+DEFAULT_SEED = 14
+DEFAULT_MAX_CASES = 120  # per test: a rate to about ±4 points (s.e. at 20%) in seconds
+DIR_TOLERANCE = 0.1  # CheckList's tolerance for binary models
+# CheckList reads a binary model's P(positive) in [1/3, 2/3] as "neutral"; a negated negative
+# ("The room was not dirty.") must be neutral or positive, i.e. P(negative) <= 2/3.
+NEUTRAL_BAND = (1 / 3, 2 / 3)
+HTTP_CHUNK = 64  # the service's default MAX_BATCH
+EXAMPLES_KEPT = 3
+
+
+class ChecklistError(RuntimeError):
+    """The suite could not be scored (unreachable service, bad answer, bad checkpoint)."""
+
+
+# -- expectations: what a case must satisfy, given P(positive) of each of its texts ------------
+
+
+class Expectation(Protocol):
+    def failed(self, probs: Sequence[float]) -> bool: ...
+
+    def describe(self, case: Case, probs: Sequence[float]) -> str: ...
+
+
+def _label(p_positive: float) -> str:
+    return "positive" if p_positive >= 0.5 else "negative"
+
+
+@dataclass(frozen=True)
+class ExpectLabel:
+    """MFT: the text gets `label` (argmax)."""
+
+    label: str
+
+    def failed(self, probs: Sequence[float]) -> bool:
+        return _label(probs[0]) != self.label
+
+    def describe(self, case: Case, probs: Sequence[float]) -> str:
+        return f"{case[0]!r} -> P(pos)={probs[0]:.2f}, expected {self.label}"
+
+
+@dataclass(frozen=True)
+class ExpectNotNegative:
+    """MFT: the text is neutral or positive: P(positive) at least the neutral band's floor."""
+
+    floor: float = NEUTRAL_BAND[0]
+
+    def failed(self, probs: Sequence[float]) -> bool:
+        return probs[0] < self.floor
+
+    def describe(self, case: Case, probs: Sequence[float]) -> str:
+        return f"{case[0]!r} -> P(pos)={probs[0]:.2f}, expected >= {self.floor:.2f}"
+
+
+@dataclass(frozen=True)
+class ExpectSameLabel:
+    """INV: the perturbed text keeps the original's label."""
+
+    def failed(self, probs: Sequence[float]) -> bool:
+        return _label(probs[0]) != _label(probs[1])
+
+    def describe(self, case: Case, probs: Sequence[float]) -> str:
+        return f"{case[0]!r} {probs[0]:.2f} -> {case[1]!r} {probs[1]:.2f}"
+
+
+@dataclass(frozen=True)
+class ExpectMove:
+    """DIR: P(positive) does not move against `direction` (+1 up, -1 down) by more than
+    `tolerance`."""
+
+    direction: Literal[1, -1]
+    tolerance: float = DIR_TOLERANCE
+
+    def failed(self, probs: Sequence[float]) -> bool:
+        return (probs[1] - probs[0]) * self.direction < -self.tolerance
+
+    def describe(self, case: Case, probs: Sequence[float]) -> str:
+        return f"{case[0]!r} {probs[0]:.2f} -> {case[1]!r} {probs[1]:.2f}"
+
+
+@dataclass(frozen=True)
+class Test:
+    __test__ = False  # not a pytest class, whatever its name
+
+    name: str
+    kind: Kind
+    cases: tuple[Case, ...]
+    expectation: Expectation
+
+
+# -- vocabularies: several domains, singular nouns so "The {thing} was ..." always agrees -------
+
+THINGS = {
+    "product": ["phone", "laptop", "blender", "vacuum cleaner", "charger", "jacket", "mattress"],
+    "app": ["app", "latest update", "interface", "game", "search feature", "checkout page"],
+    "restaurant": ["food", "pasta", "waiter", "dessert", "soup", "coffee", "menu"],
+    "hotel": ["room", "bed", "reception", "breakfast", "pool", "view", "bathroom"],
+    "film": ["film", "plot", "acting", "soundtrack", "ending", "script", "sequel"],
+    "service": ["delivery", "support team", "repair", "installation", "courier", "refund process"],
+}
+ALL_THINGS = [thing for things in THINGS.values() for thing in things]
+
+POSITIVE_ADJ = ["great", "excellent", "wonderful", "fantastic", "superb", "lovely", "good",
+                "impressive", "brilliant", "outstanding", "amazing", "delightful", "perfect"]
+NEGATIVE_ADJ = ["awful", "terrible", "horrible", "dreadful", "poor", "disappointing", "bad",
+                "useless", "lousy", "appalling", "pathetic", "miserable", "atrocious"]
+# "not perfect" is faint praise and "not poor" is odd English: only clear words get negated.
+NEGATABLE_POSITIVE = [a for a in POSITIVE_ADJ if a != "perfect"]
+NEGATABLE_NEGATIVE = ["awful", "terrible", "horrible", "bad", "disappointing", "dreadful", "lousy"]
+# (past, base) forms of verbs of liking, for "I can't say I {past} it" / "I didn't {base} it".
+LIKING_VERBS = [("liked", "like"), ("enjoyed", "enjoy"), ("loved", "love"),
+                ("appreciated", "appreciate"), ("cared for", "care for")]
+
+NEUTRAL_SENTENCES = [
+    "I picked it up on a Tuesday.",
+    "We went there with my sister.",
+    "It came in a blue box.",
+    "I read about it on a forum.",
+    "My neighbour told me about it.",
+    "We were there for two nights.",
+    "I used it over the weekend.",
+    "The weather was cloudy that day.",
+    "I paid by card.",
+    "This was my second visit.",
+]
+POSITIVE_SENTENCES = [
+    "I loved it.", "Highly recommended!", "It exceeded my expectations.",
+    "I would happily go back.", "Everything about it was a delight.", "Worth every penny.",
+]
+NEGATIVE_SENTENCES = [
+    "I hated it.", "A complete waste of money.", "It was a huge letdown.",
+    "I regret paying for it.", "Everything about it was a chore.", "Never again.",
+]
+
+POSITIVE_RATINGS = ["10/10", "9/10", "5/5", "4.5/5", "five stars", "5 stars", "ten out of ten"]
+NEGATIVE_RATINGS = ["0/10", "1/10", "2/10", "1/5", "one star", "1 star", "zero stars"]
+POSITIVE_EMOJI = ["👍", "😍", "😊", "❤️", "🥰", ":)", ":-)", ":D", "<3"]
+NEGATIVE_EMOJI = ["👎", "😡", "😠", "🤮", "😞", ":(", ":-(", ":'("]
+
+# -- generation ----------------------------------------------------------------------------
+
+
+def _rng(seed: int, name: str) -> random.Random:
+    # crc32, not hash(): Python salts str hashes per process, and the suite must not change.
+    return random.Random(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def fill(frames: Sequence[str], **vocab: Sequence[str]) -> list[str]:
+    """Every frame filled with every combination of the vocabularies it names, in a fixed order."""
+    texts = []
+    for frame in frames:
+        names = [n for n in vocab if "{" + n + "}" in frame]
+        for values in itertools.product(*(vocab[n] for n in names)):
+            texts.append(frame.format(**dict(zip(names, values, strict=True))))
+    return texts
+
+
+def sample(items: Sequence[Any], k: int, rng: random.Random) -> list[Any]:
+    """At most k items, drawn without replacement, kept in their original order."""
+    if len(items) <= k:
+        return list(items)
+    return [items[i] for i in sorted(rng.sample(range(len(items)), k))]
+
+
+def capitalize(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def typo(word: str, rng: random.Random) -> str:
+    """One keyboard slip inside `word`: swap two adjacent letters, drop one, or double one.
+
+    The first letter is kept (people rarely get it wrong), and the result always differs from
+    the word.
+    """
+    if len(word) < 3:
+        raise ValueError(f"{word!r}: too short for a typo")
+    while True:
+        i = rng.randrange(1, len(word) - 1)
+        kind = rng.choice(("swap", "drop", "double"))
+        if kind == "swap":
+            slipped = word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+        elif kind == "drop":
+            slipped = word[:i] + word[i + 1 :]
+        else:
+            slipped = word[:i] + word[i] + word[i:]
+        if slipped != word:
+            return slipped
+
+
+STATEMENT_FRAMES = [
+    "The {thing} was {adj}.",
+    "I found the {thing} {adj}.",
+    "Honestly, the {thing} is {adj}.",
+    "This {thing} turned out to be {adj}.",
+    "Overall the {thing} was really {adj}.",
+    "In my opinion the {thing} is {adj}.",
+]
+
+
+def statements(polarity: str) -> list[tuple[str, str]]:
+    """(text, sentiment word) pairs of plain statements of one polarity."""
+    adjectives = POSITIVE_ADJ if polarity == "positive" else NEGATIVE_ADJ
+    return [
+        (frame.format(thing=thing, adj=adj), adj)
+        for frame in STATEMENT_FRAMES
+        for thing in ALL_THINGS
+        for adj in adjectives
+    ]
+
+
+def _mft(name: str, texts: Sequence[str], expectation: Expectation, k: int, seed: int) -> Test:
+    chosen = sample(texts, k, _rng(seed, name))
+    return Test(name, "MFT", tuple((capitalize(t),) for t in chosen), expectation)
+
+
+def _pairs(
+    name: str, kind: Kind, pairs: Sequence[Case], expectation: Expectation, k: int, seed: int
+) -> Test:
+    return Test(name, kind, tuple(sample(pairs, k, _rng(seed, name))), expectation)
+
+
+def simple_tests(k: int, seed: int) -> list[Test]:
+    return [
+        _mft(f"simple {p}", [t for t, _ in statements(p)], ExpectLabel(p), k, seed)
+        for p in ("positive", "negative")
+    ]
+
+
+def negation_tests(k: int, seed: int) -> list[Test]:
+    negated_positive = fill(
+        [
+            "The {thing} was not {adj}.",
+            "The {thing} isn't {adj} at all.",
+            "I didn't find the {thing} {adj}.",
+            "Nothing about the {thing} was {adj}.",
+            "I would not call the {thing} {adj}.",
+            "The {thing} was far from {adj}.",
+            "I don't think the {thing} is {adj}.",
+        ],
+        thing=ALL_THINGS,
+        adj=NEGATABLE_POSITIVE,
+    )
+    negated_negative = fill(
+        [
+            "The {thing} was not {adj}.",
+            "The {thing} wasn't {adj} at all.",
+            "I didn't find the {thing} {adj}.",
+            "Nothing about the {thing} was {adj}.",
+            "I would not call the {thing} {adj}.",
+        ],
+        thing=ALL_THINGS,
+        adj=NEGATABLE_NEGATIVE,
+    )
+    past = [p for p, _ in LIKING_VERBS]
+    base = [b for _, b in LIKING_VERBS]
+    not_recommend = fill(
+        [
+            "I would not recommend the {thing} to anyone.",
+            "I wouldn't recommend this {thing}.",
+            "Would I recommend the {thing}? No.",
+            "I can't say I {past} the {thing}.",
+            "I did not {base} the {thing}.",
+            "There is nothing to {base} about the {thing}.",
+            "I never {past} the {thing}, sadly.",
+        ],
+        thing=ALL_THINGS,
+        past=past,
+        base=base,
+    )
+    return [
+        _mft("negated positive", negated_positive, ExpectLabel("negative"), k, seed),
+        _mft("negated negative", negated_negative, ExpectNotNegative(), k, seed),
+        _mft("would not recommend", not_recommend, ExpectLabel("negative"), k, seed),
+    ]
+
+
+def rating_tests(k: int, seed: int) -> list[Test]:
+    frames = ["{r}", "{r}!", "I give it {r}.", "{neutral} {r}", "{r} {neutral}"]
+    tests = []
+    for name, positive, negative in (
+        ("ratings", POSITIVE_RATINGS, NEGATIVE_RATINGS),
+        ("emoji and emoticons", POSITIVE_EMOJI, NEGATIVE_EMOJI),
+    ):
+        for polarity, marks in (("positive", positive), ("negative", negative)):
+            texts = fill(frames, r=marks, neutral=NEUTRAL_SENTENCES)
+            tests.append(_mft(f"{name} {polarity}", texts, ExpectLabel(polarity), k, seed))
+    return tests
+
+
+def contrast_tests(k: int, seed: int) -> list[Test]:
+    frames = [
+        "The {thing} was {first}, but overall it was {second}.",
+        "I expected the {thing} to be {first}, but it was {second}.",
+        "I used to think the {thing} was {first}, but now I find it {second}.",
+        "Some say the {thing} is {first}, but I thought it was {second}.",
+        "The {thing} looked {first} at first, but it turned out {second}.",
+    ]
+    tests = []
+    for polarity, first, second in (
+        ("positive", NEGATIVE_ADJ, POSITIVE_ADJ),
+        ("negative", POSITIVE_ADJ, NEGATIVE_ADJ),
+    ):
+        texts = fill(frames, thing=ALL_THINGS, first=first, second=second)
+        tests.append(_mft(f"contrast, {polarity} after 'but'", texts, ExpectLabel(polarity), k, seed))
+    return tests
+
+
+def _base_texts() -> list[tuple[str, str]]:
+    return statements("positive") + statements("negative")
+
+
+def invariance_tests(k: int, seed: int) -> list[Test]:
+    typo_rng = _rng(seed, "typo words")
+    typos = [
+        (text, text.replace(word, typo(word, typo_rng), 1))
+        for text, word in _base_texts()
+    ]
+    upper = [(text, text.upper()) for text, _ in _base_texts()]
+    neutral_rng = _rng(seed, "neutral sentences")
+    appended = [
+        (text, f"{text} {neutral_rng.choice(NEUTRAL_SENTENCES)}") for text, _ in _base_texts()
+    ]
+    return [
+        _pairs("typo in the sentiment word", "INV", typos, ExpectSameLabel(), k, seed),
+        _pairs("upper case", "INV", upper, ExpectSameLabel(), k, seed),
+        _pairs("neutral sentence appended", "INV", appended, ExpectSameLabel(), k, seed),
+    ]
+
+
+def directional_tests(k: int, seed: int) -> list[Test]:
+    bases = [t for t, _ in _base_texts()] + [
+        capitalize(s) for s in fill(["the {thing} was {adj}.", "the {thing} arrived on time."],
+                                    thing=ALL_THINGS, adj=["okay", "average"])
+    ]
+    moves: list[tuple[str, list[str], Literal[1, -1]]] = [
+        ("positive sentence added", POSITIVE_SENTENCES, 1),
+        ("negative sentence added", NEGATIVE_SENTENCES, -1),
+    ]
+    tests = []
+    for name, sentences, direction in moves:
+        pairs = [(b, f"{b} {s}") for b, s in itertools.product(bases, sentences)]
+        tests.append(_pairs(name, "DIR", pairs, ExpectMove(direction), k, seed))
+    return tests
+
+
+def build_suite(seed: int = DEFAULT_SEED, max_cases: int = DEFAULT_MAX_CASES) -> list[Test]:
+    """The whole suite: at most `max_cases` cases per test, the same for the same arguments."""
+    return [
+        *simple_tests(max_cases, seed),
+        *negation_tests(max_cases, seed),
+        *rating_tests(max_cases, seed),
+        *contrast_tests(max_cases, seed),
+        *invariance_tests(max_cases, seed),
+        *directional_tests(max_cases, seed),
+    ]
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TestResult:
+    __test__ = False
+
+    name: str
+    kind: Kind
+    n: int
+    failures: int
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.n if self.n else 0.0
+
+
+@dataclass
+class Report:
+    model: str
+    tests: list[TestResult]
+
+    @property
+    def n(self) -> int:
+        return sum(t.n for t in self.tests)
+
+    @property
+    def failures(self) -> int:
+        return sum(t.failures for t in self.tests)
+
+    @property
+    def overall_failure_rate(self) -> float:
+        return self.failures / self.n if self.n else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tests": [
+                {"name": t.name, "kind": t.kind, "n": t.n, "failures": t.failures,
+                 "failure_rate": t.failure_rate, "examples": t.examples}
+                for t in self.tests
+            ],
+            "overall_failure_rate": self.overall_failure_rate,
+            "n": self.n,
+            "model": self.model,
+        }
+
+
+def unique_texts(tests: Iterable[Test]) -> list[str]:
+    return list(dict.fromkeys(text for test in tests for case in test.cases for text in case))
+
+
+def score_all(tests: Sequence[Test], scorer: Scorer) -> dict[str, float]:
+    """P(positive) of every distinct text of the suite, from one call of `scorer`."""
+    texts = unique_texts(tests)
+    probs = scorer(texts)
+    if len(probs) != len(texts):
+        raise ChecklistError(f"the scorer returned {len(probs)} scores for {len(texts)} texts")
+    return dict(zip(texts, (float(p) for p in probs), strict=True))
+
+
+def evaluate_test(test: Test, scores: dict[str, float]) -> TestResult:
+    result = TestResult(test.name, test.kind, len(test.cases), 0)
+    for case in test.cases:
+        probs = [scores[text] for text in case]
+        if test.expectation.failed(probs):
+            result.failures += 1
+            if len(result.examples) < EXAMPLES_KEPT:
+                result.examples.append(test.expectation.describe(case, probs))
+    return result
+
+
+def run_suite(tests: Sequence[Test], scorer: Scorer, model: str | None = None) -> Report:
+    """Score and judge every case; `model` defaults to the scorer's `model` attribute, read
+    after scoring (a service names its model in its answers)."""
+    scores = score_all(tests, scorer)
+    name = model if model is not None else str(getattr(scorer, "model", "unknown"))
+    return Report(name, [evaluate_test(test, scores) for test in tests])
+
+
+# -- scorers ---------------------------------------------------------------------------------
+
+
+class PredictorScorer:
+    """P(positive) from a checkpoint on disk (the shipped model when `directory` is None)."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.predictor = Predictor.load(directory)
+        self.model = self.predictor.checkpoint.model_id
+        self.positive = self.predictor.labels.index("positive")
+
+    def __call__(self, texts: list[str]) -> list[float]:
+        return [float(p) for p in self.predictor.predict_texts(texts)[:, self.positive]]
+
+
+class HttpScorer:
+    """P(positive) from a running service: POST /predict, at most HTTP_CHUNK texts a request."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(
+            base_url=url, headers=headers, timeout=timeout, transport=transport
+        )
+        self.model = url
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.client.close()
+
+    def __call__(self, texts: list[str]) -> list[float]:
+        scores: list[float] = []
+        for start in range(0, len(texts), HTTP_CHUNK):
+            scores.extend(self._predict(texts[start : start + HTTP_CHUNK]))
+        return scores
+
+    def _predict(self, texts: list[str]) -> list[float]:
+        try:
+            response = self.client.post("/predict", json={"texts": texts})
+        except httpx.HTTPError as exc:
+            raise ChecklistError(f"POST {self.client.base_url}/predict: {exc}") from exc
+        if response.status_code != 200:
+            raise ChecklistError(f"POST /predict: {response.status_code} {_error_message(response)}")
+        try:
+            body = response.json()
+            self.model = str(body.get("model", self.model))
+            scores = [float(p["probabilities"]["positive"]) for p in body["predictions"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ChecklistError(f"POST /predict: unexpected answer: {response.text[:200]}") from exc
+        if len(scores) != len(texts):
+            raise ChecklistError(f"POST /predict: {len(scores)} predictions for {len(texts)} texts")
+        return scores
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{error['type']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_table(report: Report) -> str:
+    name_w = max(len("test"), *(len(t.name) for t in report.tests))
+    lines = [
+        f"model: {report.model}",
+        f"{'test':<{name_w}}  type  {'n':>5}  {'fail':>5}  {'rate':>6}  example failure",
+    ]
+    for t in report.tests:
+        example = _shorten(t.examples[0], 90) if t.examples else "-"
+        lines.append(
+            f"{t.name:<{name_w}}  {t.kind:<4}  {t.n:>5}  {t.failures:>5}  "
+            f"{t.failure_rate:>6.1%}  {example}"
+        )
+    lines.append(
+        f"{'overall':<{name_w}}        {report.n:>5}  {report.failures:>5}  "
+        f"{report.overall_failure_rate:>6.1%}"
+    )
+    return "\n".join(lines)
+
+
+def output(report: Report, as_json: bool) -> None:
+    text = json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if as_json else format_table(report)
+    sys.stdout.write(text + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m model.checklist",
+        description="Behavioural tests (CheckList-style MFT/INV/DIR) against a checkpoint or a service.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--checkpoint", default=None, help="checkpoint dir (default: shipped model)")
+    target.add_argument("--url", default=None, help="a running service, e.g. http://localhost:8000")
+    p.add_argument("--api-key", default=None, help="bearer token for --url")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the case sampling")
+    p.add_argument("--max-cases", type=int, default=DEFAULT_MAX_CASES, help="cases per test at most")
+    p.add_argument("--fail-above", type=float, default=None,
+                   help="exit 1 when the overall failure rate exceeds this fraction")
+    return p
+
+
+def run(args: argparse.Namespace) -> Report:
+    tests = build_suite(args.seed, args.max_cases)
+    if args.url:
+        with HttpScorer(args.url, args.api_key, args.timeout) as http:
+            return run_suite(tests, http)
+    return run_suite(tests, PredictorScorer(args.checkpoint))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    if args.max_cases < 1:
+        logger.error("--max-cases must be at least 1")
+        return 2
+    try:
+        report = run(args)
+    except (CheckpointError, ChecklistError) as exc:
+        logger.error("%s", exc)
+        return 2
+    output(report, args.json)
+    if args.fail_above is not None and report.overall_failure_rate > args.fail_above:
+        logger.error("overall failure rate %.3f > %.3f", report.overall_failure_rate, args.fail_above)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

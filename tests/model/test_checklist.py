@@ -1,0 +1,251 @@
+"""The behavioural suite (model/checklist.py): generation, counting, and the two scorers."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import httpx
+import pytest
+
+from model.checklist import (
+    HTTP_CHUNK,
+    ChecklistError,
+    ExpectLabel,
+    ExpectMove,
+    ExpectNotNegative,
+    ExpectSameLabel,
+    HttpScorer,
+    PredictorScorer,
+    Report,
+    Test,
+    build_suite,
+    main,
+    run_suite,
+    typo,
+)
+
+
+def fake_scorer(table: dict[str, float], calls: list[list[str]]):  # type: ignore[no-untyped-def]
+    def score(texts: list[str]) -> list[float]:
+        calls.append(texts)
+        return [table[t] for t in texts]
+
+    return score
+
+
+# -- (a) generation -----------------------------------------------------------------------------
+
+
+def test_the_suite_is_deterministic_and_every_test_has_cases() -> None:
+    suite = build_suite()
+    assert suite == build_suite()
+    assert len({t.name for t in suite}) == len(suite)
+    assert {t.kind for t in suite} == {"MFT", "INV", "DIR"}
+    assert all(t.cases for t in suite)
+    assert 300 <= sum(len(t.cases) for t in suite) <= 2000
+    for test in suite:
+        assert len(set(test.cases)) == len(test.cases), test.name
+        for case in test.cases:
+            assert all(text.strip() for text in case)
+            if test.kind == "MFT":
+                assert len(case) == 1
+            else:
+                assert len(case) == 2 and case[0] != case[1], case
+
+
+def test_the_seed_changes_the_sample_but_not_the_tests() -> None:
+    a, b = build_suite(seed=1), build_suite(seed=2)
+    assert [t.name for t in a] == [t.name for t in b]
+    assert [t.cases for t in a] != [t.cases for t in b]
+
+
+def test_a_smaller_cap_gives_at_most_that_many_cases() -> None:
+    assert all(1 <= len(t.cases) <= 5 for t in build_suite(max_cases=5))
+
+
+def test_a_typo_is_one_slip_that_keeps_the_first_letter() -> None:
+    rng = random.Random(0)
+    for word in ["bad", "good", "excellent", "disappointing"] * 25:
+        slipped = typo(word, rng)
+        assert slipped != word and slipped[0] == word[0]
+        assert abs(len(slipped) - len(word)) <= 1
+        assert sorted(slipped) == sorted(word) or len(slipped) != len(word)
+    assert typo("wonderful", random.Random(3)) == typo("wonderful", random.Random(3))
+    with pytest.raises(ValueError):
+        typo("ok", rng)
+
+
+def test_typo_and_negation_cases_read_as_intended() -> None:
+    suite = {t.name: t for t in build_suite()}
+    assert all(" not " in c[0] or "n't" in c[0] or "far from" in c[0] or "Nothing" in c[0]
+               for c in suite["negated positive"].cases)
+    assert all(c[1] == c[0].upper() for c in suite["upper case"].cases)
+    assert all(c[1].startswith(c[0]) for c in suite["positive sentence added"].cases)
+
+
+# -- (b) counting with a fake scorer --------------------------------------------------------
+
+
+def test_mft_failures_are_counted_exactly() -> None:
+    table = {"a": 0.9, "b": 0.2, "c": 0.5, "d": 0.49}
+    tests = [
+        Test("pos", "MFT", (("a",), ("b",), ("c",), ("d",)), ExpectLabel("positive")),
+        Test("neg", "MFT", (("a",), ("b",), ("c",), ("d",)), ExpectLabel("negative")),
+        Test("not neg", "MFT", (("a",), ("b",), ("c",)), ExpectNotNegative(floor=0.3)),
+    ]
+    report = run_suite(tests, fake_scorer(table, []), "fake")
+    assert [(r.n, r.failures) for r in report.tests] == [(4, 2), (4, 2), (3, 1)]
+    assert report.n == 11 and report.failures == 5
+    assert report.overall_failure_rate == pytest.approx(5 / 11)
+    assert report.tests[0].examples[0].startswith("'b' -> P(pos)=0.20")
+
+
+def test_inv_and_dir_failures_are_counted_exactly() -> None:
+    table = {"x": 0.8, "x2": 0.55, "x3": 0.45, "x4": 0.5, "y": 0.3, "y2": 0.41, "y3": 0.39}
+    tests = [
+        # label flips: x->x3 and y->x2 flip; x->x2 and y->y3 do not
+        Test("inv", "INV", (("x", "x2"), ("x", "x3"), ("y", "x2"), ("y", "y3")), ExpectSameLabel()),
+        # up: x->x2 drops 0.25 (fail), y->y2 rises (pass), x2->x4 drops 0.05 < tolerance (pass)
+        Test("up", "DIR", (("x", "x2"), ("y", "y2"), ("x2", "x4")), ExpectMove(1, tolerance=0.1)),
+        # down: y->y2 rises 0.11 (fail), y->y3 rises 0.09 (pass), x->y falls (pass)
+        Test("down", "DIR", (("y", "y2"), ("y", "y3"), ("x", "y")), ExpectMove(-1, tolerance=0.1)),
+    ]
+    report = run_suite(tests, fake_scorer(table, []))
+    assert [r.failures for r in report.tests] == [2, 1, 1]
+    assert report.tests[1].examples == ["'x' 0.80 -> 'x2' 0.55"]
+
+
+def test_every_distinct_text_is_scored_once_in_one_call() -> None:
+    calls: list[list[str]] = []
+    tests = [
+        Test("a", "MFT", (("p",), ("q",)), ExpectLabel("positive")),
+        Test("b", "INV", (("p", "q"), ("q", "r")), ExpectSameLabel()),
+    ]
+    run_suite(tests, fake_scorer({"p": 0.9, "q": 0.1, "r": 0.2}, calls))
+    assert calls == [["p", "q", "r"]]
+
+
+def test_examples_are_capped_and_the_report_serialises() -> None:
+    cases = tuple((f"t{i}",) for i in range(10))
+    report = run_suite(
+        [Test("all fail", "MFT", cases, ExpectLabel("positive"))],
+        fake_scorer({f"t{i}": 0.1 for i in range(10)}, []),
+        "fake@1",
+    )
+    body = json.loads(json.dumps(report.to_dict()))
+    assert body == {
+        "tests": [{
+            "name": "all fail", "kind": "MFT", "n": 10, "failures": 10, "failure_rate": 1.0,
+            "examples": [f"'t{i}' -> P(pos)=0.10, expected positive" for i in range(3)],
+        }],
+        "overall_failure_rate": 1.0,
+        "n": 10,
+        "model": "fake@1",
+    }
+
+
+def test_a_scorer_that_loses_texts_is_an_error() -> None:
+    tests = [Test("a", "MFT", (("p",), ("q",)), ExpectLabel("positive"))]
+    with pytest.raises(ChecklistError, match="1 scores for 2 texts"):
+        run_suite(tests, lambda texts: [0.5])
+
+
+# -- (c) the shipped checkpoint ------------------------------------------------------------
+
+
+def assert_report_shape(report: Report, suite: list[Test]) -> None:
+    assert [r.name for r in report.tests] == [t.name for t in suite]
+    assert [r.n for r in report.tests] == [len(t.cases) for t in suite]
+    for result in report.tests:
+        assert 0 <= result.failures <= result.n
+        assert len(result.examples) == min(result.failures, 3)
+    assert 0.0 <= report.overall_failure_rate <= 1.0
+
+
+def test_a_small_run_against_the_shipped_model() -> None:
+    suite = build_suite(max_cases=4)
+    report = run_suite(suite, PredictorScorer())
+    assert report.model.startswith("imdb-sentiment@")
+    assert_report_shape(report, suite)
+
+
+def test_the_cli_prints_json_and_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--max-cases", "2", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert set(body) == {"tests", "overall_failure_rate", "n", "model"}
+    assert body["n"] == sum(t["n"] for t in body["tests"])
+    assert set(body["tests"][0]) == {"name", "kind", "n", "failures", "failure_rate", "examples"}
+    assert main(["--max-cases", "2"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("model: imdb-sentiment@") and table[-1].startswith("overall")
+    assert len(table) == 2 + len(body["tests"]) + 1
+
+
+def test_the_cli_gate_and_bad_arguments(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
+    assert main(["--checkpoint", str(tiny_checkpoint_dir), "--max-cases", "2", "--fail-above", "0"]) == 1
+    assert main(["--checkpoint", str(tmp_path / "missing"), "--max-cases", "2"]) == 2
+    assert main(["--max-cases", "0"]) == 2
+
+
+# -- (d) URL mode ----------------------------------------------------------------------------
+
+
+def fake_service(requests: list[httpx.Request], status: int = 200) -> httpx.MockTransport:
+    """/predict in the service's shapes: P(positive) is 0.9 for texts with 'great', else 0.2."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if status != 200:
+            error = {"type": "unauthorized", "message": "missing or wrong API key", "request_id": "r"}
+            return httpx.Response(status, json={"error": error})
+        texts = json.loads(request.content)["texts"]
+        predictions = []
+        for text in texts:
+            p = 0.9 if "great" in text else 0.2
+            label = "positive" if p >= 0.5 else "negative"
+            predictions.append({"label": label, "probabilities": {"negative": 1 - p, "positive": p}})
+        return httpx.Response(200, json={"model": "fake@abc", "predictions": predictions})
+
+    return httpx.MockTransport(handle)
+
+
+def test_url_mode_sends_chunks_with_the_key_and_reads_the_model_id() -> None:
+    requests: list[httpx.Request] = []
+    texts = [f"review {i} was great" if i % 3 else f"review {i}" for i in range(150)]
+    with HttpScorer("http://svc", api_key="k1", transport=fake_service(requests)) as scorer:
+        scores = scorer(texts)
+        assert scorer.model == "fake@abc"
+    assert scores == [0.9 if i % 3 else 0.2 for i in range(150)]
+    sizes = [len(json.loads(r.content)["texts"]) for r in requests]
+    assert sizes == [HTTP_CHUNK, HTTP_CHUNK, 150 - 2 * HTTP_CHUNK]
+    assert all(r.headers["authorization"] == "Bearer k1" and r.url.path == "/predict" for r in requests)
+
+
+def test_url_mode_errors_are_one_clear_message() -> None:
+    with HttpScorer("http://svc", transport=fake_service([], status=401)) as scorer, pytest.raises(
+        ChecklistError, match="401 unauthorized: missing or wrong API key"
+    ):
+        scorer(["fine"])
+
+
+def test_url_mode_unreachable_service_exits_2(caplog: pytest.LogCaptureFixture) -> None:
+    # port 9 (discard) on localhost: nothing listens there in the test environment
+    assert main(["--url", "http://127.0.0.1:9", "--max-cases", "1", "--timeout", "2"]) == 2
+    assert "POST http://127.0.0.1:9/predict" in caplog.text
+
+
+@pytest.mark.slow
+def test_url_mode_against_the_real_service_matches_the_checkpoint(
+    tiny_checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    from tests.service.test_e2e import server
+
+    suite = build_suite(max_cases=6)
+    offline = run_suite(suite, PredictorScorer(tiny_checkpoint_dir))
+    with server(tiny_checkpoint_dir, tmp_path / "server.log", API_KEY="s3cret") as (_, url), \
+            HttpScorer(url, api_key="s3cret") as scorer:
+        served = run_suite(suite, scorer)
+    assert served.model.startswith("tiny@")
+    assert [(r.name, r.failures) for r in served.tests] == [(r.name, r.failures) for r in offline.tests]
