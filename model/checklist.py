@@ -9,8 +9,8 @@ Three kinds of test, each generated from templates x vocabularies:
 - INV (invariance): a perturbation that must not flip the label (a typo in the sentiment
   word, upper case, a neutral sentence appended).
 - DIR (directional): a perturbation that must move P(positive) one way, or at least not the
-  other way by more than a tolerance (appending "I loved it." must not make a review less
-  positive).
+  other way by more than a tolerance (appending "It made my week." must not make a
+  review less positive).
 
 The suite is data (`Test` records built by `build_suite`); `run_suite` scores every distinct
 text in one call of any scorer `Callable[[list[str]], list[float]]` returning P(positive),
@@ -171,11 +171,11 @@ NEUTRAL_SENTENCES = [
     "This was my second visit.",
 ]
 POSITIVE_SENTENCES = [
-    "I loved it.", "Highly recommended!", "It exceeded my expectations.",
+    "It made my week.", "Highly recommended!", "It exceeded my expectations.",
     "I would happily go back.", "Everything about it was a delight.", "Worth every penny.",
 ]
 NEGATIVE_SENTENCES = [
-    "I hated it.", "A complete waste of money.", "It was a huge letdown.",
+    "It ruined my evening.", "Money down the drain.", "It was a huge letdown.",
     "I regret paying for it.", "Everything about it was a chore.", "Never again.",
 ]
 
@@ -305,7 +305,7 @@ def negation_tests(k: int, seed: int) -> list[Test]:
             "I would not recommend the {thing} to anyone.",
             "I wouldn't recommend this {thing}.",
             "Would I recommend the {thing}? No.",
-            "I can't say I {past} the {thing}.",
+            "I can't honestly say I {past} the {thing}.",
             "I did not {base} the {thing}.",
             "There is nothing to {base} about the {thing}.",
             "I never {past} the {thing}, sadly.",
@@ -322,7 +322,7 @@ def negation_tests(k: int, seed: int) -> list[Test]:
 
 
 def rating_tests(k: int, seed: int) -> list[Test]:
-    frames = ["{r}", "{r}!", "I give it {r}.", "{neutral} {r}", "{r} {neutral}"]
+    frames = ["{r}", "My verdict: {r}", "I give it {r}.", "{neutral} {r}", "{r} {neutral}"]
     tests = []
     for name, positive, negative in (
         ("ratings", POSITIVE_RATINGS, NEGATIVE_RATINGS),
@@ -336,7 +336,7 @@ def rating_tests(k: int, seed: int) -> list[Test]:
 
 def contrast_tests(k: int, seed: int) -> list[Test]:
     frames = [
-        "The {thing} was {first}, but overall it was {second}.",
+        "The {thing} was {first}, but all in all it was {second}.",
         "I expected the {thing} to be {first}, but it was {second}.",
         "I used to think the {thing} was {first}, but now I find it {second}.",
         "Some say the {thing} is {first}, but I thought it was {second}.",
@@ -613,6 +613,7 @@ def run(args: argparse.Namespace) -> Report:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     args = build_parser().parse_args(argv)
     if args.max_cases < 1:
         logger.error("--max-cases must be at least 1")

@@ -231,9 +231,11 @@ def test_url_mode_errors_are_one_clear_message() -> None:
 
 
 def test_url_mode_unreachable_service_exits_2(caplog: pytest.LogCaptureFixture) -> None:
-    # port 9 (discard) on localhost: nothing listens there in the test environment
-    assert main(["--url", "http://127.0.0.1:9", "--max-cases", "1", "--timeout", "2"]) == 2
-    assert "POST http://127.0.0.1:9/predict" in caplog.text
+    from tests.service.test_e2e import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # bound, then released: nothing listens there
+    assert main(["--url", url, "--max-cases", "1", "--timeout", "2"]) == 2
+    assert f"POST {url}/predict" in caplog.text
 
 
 @pytest.mark.slow
