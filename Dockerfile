@@ -20,14 +20,18 @@ LABEL sentiment-rnn.stage=deps
 # Where CPU-only torch wheels come from; empty = only PyPI + deploy/build-extras/wheels.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_INDEX_URL=https://pypi.org/simple
-# Drop parts of torch the service never loads: C++ headers (only for compiling extensions,
-# e.g. torch.compile) and C++ test binaries. 0 keeps the wheel as shipped.
-ARG PRUNE_TORCH=1
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_DEFAULT_TIMEOUT=120 \
     PIP_INDEX_URL=${PIP_INDEX_URL}
+
+# binutils (`strip`, for deploy/slim-venv.sh) lives in the build stages only.
+RUN set -eu; \
+    export DEBIAN_FRONTEND=noninteractive; \
+    apt-get update -qq; \
+    apt-get install -y -qq --no-install-recommends binutils >/dev/null; \
+    rm -rf /var/lib/apt/lists/*
 
 COPY deploy/build-extras/ /tmp/build-extras/
 RUN python3 -m venv /opt/venv
@@ -41,15 +45,16 @@ RUN set -eu; \
         > /tmp/requirements.txt; \
     /opt/venv/bin/pip install --find-links /tmp/build-extras/wheels \
         ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/requirements.txt; \
-    /opt/venv/bin/python -c "import torch; assert torch.version.cuda is None, 'CUDA torch'; print('torch', torch.__version__)"; \
-    if [ "$PRUNE_TORCH" = 1 ]; then \
-        cd /opt/venv/lib/python3*/site-packages/torch; \
-        rm -rf include test bin/*Test bin/test_* bin/protoc* bin/*.pt bin/*.ptl bin/upgrader_models; \
-    fi
+    /opt/venv/bin/python -c "import torch; assert torch.version.cuda is None, 'CUDA torch'; print('torch', torch.__version__)"
 
 # ---------------------------------------------------------------------------- builder
 FROM deps AS builder
 LABEL sentiment-rnn.stage=builder
+
+# Cut the venv to what CPU inference needs (stripped libraries, no sympy/networkx, no
+# torch compiler, headers or tests; see the script). 0 keeps every installed file.
+ARG SLIM=1
+COPY deploy/slim-venv.sh /tmp/slim-venv.sh
 
 # The project itself, installed as a regular (non-editable) package.
 COPY model/ /src/model/
@@ -62,6 +67,7 @@ RUN set -eu; \
     [ -f README.md ] || echo "# sentiment-rnn" > README.md; \
     /opt/venv/bin/pip install --no-deps . ; \
     /opt/venv/bin/pip check; \
+    if [ "$SLIM" = 1 ]; then sh /tmp/slim-venv.sh /opt/venv; fi; \
     /opt/venv/bin/pip uninstall -q -y pip setuptools
 
 # The checkpoint, readable by the non-root user whatever its modes in the working tree

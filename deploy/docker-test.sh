@@ -11,10 +11,12 @@
 #     find-links and pip's CA bundle, staged in deploy/build-extras/ (git-ignored);
 #  5. runs it, waits for /health and Docker's HEALTHCHECK, checks it runs as non-root with
 #     python as PID 1 and no dev packages, POSTs /predict and compares the probabilities to
-#     local scoring of the same text with the same checkpoint (within 1e-5);
+#     local scoring of the same text with the same checkpoint (within 1e-5), and an explained
+#     /predict with local explanations (same tokens, scores within 1e-4);
 #  6. `docker stop` (SIGTERM): expects exit code 0 within $STOP_BUDGET seconds;
-#  7. reports image size and timings, then removes the container, the app image and its
-#     builder layers, and stops dockerd if it started it.
+#  7. reports image size (and its layers; over SIZE_BUDGET_MB fails) and timings, then
+#     removes the container, the app image and its builder layers, and stops dockerd if it
+#     started it.
 # Two things stay cached, each replaced (never accumulated) when its inputs change: the base
 # image (deploy/base-image.sh) and the Dockerfile's `deps` stage (torch & co., tagged
 # $DEPS_TAG), so a rerun only rebuilds the project layers.
@@ -29,6 +31,7 @@
 #   KEEP_IMAGE=1  keep the app image afterwards (for `docker run` by hand)
 #   BUILD_CPUS    CPUs the build may use (1); RUN_CPUS: CPUs and TORCH_THREADS of the container (1)
 #   STOP_BUDGET   seconds `docker stop` may take (15)
+#   SIZE_BUDGET_MB  largest acceptable image, MB (700)
 #   TORCH_INDEX_URL  extra index for torch in the build (default: none when a local torch
 #                 wheel was staged, else the Dockerfile's https://download.pytorch.org/whl/cpu)
 set -euo pipefail
@@ -47,6 +50,7 @@ KEEP_IMAGE=${KEEP_IMAGE:-0}
 BUILD_CPUS=${BUILD_CPUS:-1}
 RUN_CPUS=${RUN_CPUS:-1}
 STOP_BUDGET=${STOP_BUDGET:-15}
+SIZE_BUDGET_MB=${SIZE_BUDGET_MB:-700}
 CHECKPOINT=artifacts/imdb-sentiment
 EXTRAS=deploy/build-extras
 CONTAINER=sentiment-docker-test-$$
@@ -219,6 +223,12 @@ TIMINGS+=("build: ${build_s}s")
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 base_size=$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")
 log "image $IMAGE: $((size / 1000000)) MB (base $((base_size / 1000000)) MB)"
+# What the MB are: the image's own layers over the base (the venv, the checkpoint, ...).
+docker history --no-trunc --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | awk -F'\t' '
+    $1 != "0B" { sub(/^\/bin\/sh -c (#\(nop\) )? */, "", $2); sub(/ (dir|file):[0-9a-f]+/, "", $2)
+                 printf "    %8s  %.80s\n", $1, ($2 == "" ? "base image" : $2) }' >&2
+((size <= SIZE_BUDGET_MB * 1000000)) \
+    || die "image is $((size / 1000000)) MB, over the ${SIZE_BUDGET_MB} MB budget (SIZE_BUDGET_MB)"
 
 # ------------------------------------------------------------------ 5. run and check
 t=$(now_ms)
@@ -254,6 +264,10 @@ print(f"    /health 200 after {time.monotonic() - start:.1f}s", file=sys.stderr)
 
 with urllib.request.urlopen(url + "/health/live", timeout=5) as response:
     assert response.status == 200, response.status
+# The try-it page ships as package data (service/static/): present in the installed package.
+for path, marker in (("/", b"<textarea"), ("/static/page.js", b"predict"), ("/static/page.css", b"--up")):
+    with urllib.request.urlopen(url + path, timeout=5) as response:
+        assert response.status == 200 and marker in response.read(), path
 
 text = "A wonderful film: the acting was superb and I loved the ending, though the plot was thin."
 request = urllib.request.Request(url + "/predict", data=json.dumps({"text": text}).encode(),
@@ -279,6 +293,22 @@ assert abs(prediction["confidence"] - expected[best]) <= 1e-5, prediction
 assert body["model"] == predictor.checkpoint.model_id, (body["model"], predictor.checkpoint.model_id)
 print(f"    matches local scoring (max |diff| {worst:.1e}); model {body.get('model')!r}",
       file=sys.stderr)
+
+# Explanations run autograd through the slimmed torch: same tokens, spans and scores as here.
+request = urllib.request.Request(url + "/predict", data=json.dumps({"text": text, "explain": True}).encode(),
+                                 headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(request, timeout=60) as response:
+    [explained] = json.loads(response.read())["predictions"]
+from service.inference import Explainer, load_explain_fn  # noqa: E402
+
+explain_fn = load_explain_fn()
+assert explain_fn is not None, "no model.explain here"
+[local_explanation] = Explainer(predictor.checkpoint, explain_fn, 400).explain([text])
+got_tokens = [(a["token"], a["start"], a["end"]) for a in explained["explanation"]]
+assert got_tokens == [(a["token"], a["start"], a["end"]) for a in local_explanation], got_tokens
+worst = max(abs(a["score"] - b["score"]) for a, b in zip(explained["explanation"], local_explanation))
+assert worst <= 1e-4, f"explanation scores differ from local by {worst:.2e}"
+print(f"    explanation matches local ({len(got_tokens)} tokens, max |diff| {worst:.1e})", file=sys.stderr)
 EOF
 TIMINGS+=("start to ready + predict: $(secs "$t")s")
 
@@ -290,6 +320,9 @@ docker exec "$CONTAINER" python -c '
 import importlib.util, torch
 extra = [m for m in ("gensim", "matplotlib", "pytest", "ruff", "mypy", "pip") if importlib.util.find_spec(m)]
 assert not extra, f"not runtime dependencies: {extra}"
+# deploy/slim-venv.sh ran (SLIM=1): torch'"'"'s compiler stack and sympy are gone.
+kept = [m for m in ("sympy", "networkx", "torch._inductor") if importlib.util.find_spec(m)]
+assert not kept, f"the slimming step did not run: {kept}"
 assert torch.version.cuda is None, "CUDA build of torch"
 ' || die "image holds more than the runtime"
 log "runs as uid $user; PID 1 is '$pid1'; runtime-only packages; CPU torch"

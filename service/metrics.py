@@ -36,6 +36,10 @@ LATENCY_BUCKETS = (
     30.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Confidence is the top probability: >= 0.5 with two labels, finer near 1 where most answers are.
+CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+# Tokens the model read (after truncation, so the shipped model's 400 caps it).
+TOKEN_BUCKETS = (5, 10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 1000)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -106,7 +110,33 @@ class Metrics:
             registry=r,
         )
         self.model = Info("model", "The checkpoint being served.", namespace=namespace, registry=r)
+        # What the model answers, for drift: share of each label, confidence, input length.
+        self.predictions = Counter(
+            "predictions",
+            "Texts scored, by model id and predicted label.",
+            ["model", "label"],
+            namespace=namespace,
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "prediction_confidence",
+            "Probability of the predicted label, by model id and label.",
+            ["model", "label"],
+            namespace=namespace,
+            registry=r,
+            buckets=CONFIDENCE_BUCKETS,
+        )
+        self.input_tokens = Histogram(
+            "input_tokens",
+            "Tokens the model read per text (after truncation), by model id.",
+            ["model"],
+            namespace=namespace,
+            registry=r,
+            buckets=TOKEN_BUCKETS,
+        )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._prediction_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._token_children: dict[str, Any] = {}
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
@@ -125,6 +155,22 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_predictions(
+        self, model: str, labels: Sequence[str], confidences: Sequence[float], tokens: Sequence[int]
+    ) -> None:
+        """One scored request: each text's label, confidence and length in tokens."""
+        length = self._token_children.get(model)
+        if length is None:
+            length = self._token_children[model] = self.input_tokens.labels(model)
+        for label, confidence, n in zip(labels, confidences, tokens, strict=True):
+            children = self._prediction_children.get((model, label))
+            if children is None:
+                children = (self.predictions.labels(model, label), self.confidence.labels(model, label))
+                self._prediction_children[(model, label)] = children
+            children[0].inc()
+            children[1].observe(confidence)
+            length.observe(n)
 
     # BatchObserver
     def observe_batch(self, size: int, queue_waits: Sequence[float]) -> None:

@@ -14,6 +14,7 @@ from service.body import check_content_type, parse_json, read_body, reject_nul, 
 from service.config import Settings
 from service.errors import ApiError, request_id_of
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from service.page import build_page_router
 from service.runtime import Runtime
 from service.schemas import (
     REQUEST_EXAMPLES,
@@ -88,6 +89,8 @@ def _predict_openapi(model: type[PredictRequest]) -> dict[str, Any]:
 def build_router(settings: Settings, request_model: type[PredictRequest]) -> APIRouter:
     router = APIRouter()
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
+    # The try-it page at `/` is public (it holds no data); it asks for the key when one is set.
+    router.include_router(build_page_router(api_key_required=settings.api_key is not None))
 
     @router.post(
         "/predict",

@@ -179,6 +179,12 @@ class Runtime:
         deadline = time.monotonic() + time_left
         probabilities, batch_size = await self._run(self.batcher, ids, deadline)
         predictions = [model.encode(row) for row in probabilities]
+        self.metrics.observe_predictions(
+            model.model_id,
+            [p["label"] for p in predictions],
+            [p["confidence"] for p in predictions],
+            [len(row) for row in ids],
+        )
         if request.explain:
             assert self.explain_batcher is not None
             explanations, _ = await self._run(self.explain_batcher, texts, deadline)
