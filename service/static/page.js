@@ -6,6 +6,8 @@
   const KEY_STORAGE = "sentiment.apiKey"; // sessionStorage: this tab only, gone when it closes
   const EXPLAIN_REFUSED = new Set(["too_many_to_explain", "too_long_to_explain"]);
   const MAX_TINT = 0.45; // strongest word tint; dark text stays above 4.5:1 contrast on it
+  const MIN_TINT = 0.05; // weaker words (relative to the review's strongest) stay plain
+  const MIN_MARK = 0.25; // from here on a word is also underlined (solid: up, dashed: down)
   const TOP_WORDS = 3;
   const BREAK = /<br\s*\/?>/gi; // model/text.py BREAK_RE
   const TITLES = {
@@ -191,6 +193,9 @@
     $("legend-up").textContent = sides ? `pushed toward ${sides.up}` : "pushed toward the answer";
     $("legend-down").textContent = sides ? `pushed toward ${sides.down}` : "pushed against the answer";
     legend.hidden = !explained;
+    $("legend-unread").hidden = !payload.predictions.some(
+      (p, i) => Array.isArray(p.explanation) && truncated(reviews[i], p.explanation)
+    );
     $("model-id").textContent = payload.model ? `Model ${payload.model}` : "";
     payload.predictions.forEach((prediction, i) => {
       results.append(card(reviews[i], prediction, i, reviews.length, sides, note));
@@ -245,9 +250,7 @@
     const gap = (a, b) => {
       if (b <= a) return;
       const piece = slice(a, b);
-      // Every token the model read is explained, so words in a gap were cut by its length limit.
-      // (<br /> tags are blanked by the tokenizer, so their letters do not count.)
-      if (/[\p{L}\p{N}]/u.test(piece.replace(BREAK, " ")) && explanation.length > 0) {
+      if (unreadWords(piece)) {
         paragraph.append(el("span", "unread", piece));
         unread = true;
       } else {
@@ -259,11 +262,11 @@
       const value = towardUp * token.score; // > 0: toward sides.up (or toward the answer)
       const word = el("span", "tok", slice(token.start, token.end));
       const strength = Math.min(1, Math.abs(value) / biggest);
-      if (strength >= 0.02) {
+      if (strength >= MIN_TINT) {
         const rgb = value > 0 ? "--up" : "--down";
-        word.classList.add(value > 0 ? "up" : "down");
         word.style.backgroundColor = `rgba(var(${rgb}), ${(MAX_TINT * strength).toFixed(3)})`;
       }
+      if (strength >= MIN_MARK) word.classList.add(value > 0 ? "up" : "down");
       word.dataset.score = token.score.toFixed(4);
       word.title = `${token.token}: ${signed(token.score)} toward ${label}`;
       paragraph.append(word);
@@ -277,6 +280,21 @@
     return parts;
   }
 
+  // Every token the model read is explained, so words between two explained tokens (or after
+  // the last) were cut by its length limit. <br /> tags are blanked by the tokenizer, so their
+  // letters do not count.
+  const unreadWords = (piece) => /[\p{L}\p{N}]/u.test(piece.replace(BREAK, " "));
+
+  function truncated(text, explanation) {
+    const points = Array.from(text);
+    let at = 0;
+    for (const token of explanation) {
+      if (unreadWords(points.slice(at, token.start).join(""))) return true;
+      at = Math.max(at, token.end);
+    }
+    return unreadWords(points.slice(at).join(""));
+  }
+
   const signed = (x) => (x >= 0 ? "+" : "−") + Math.abs(x).toFixed(2);
 
   // The same information as the colours, in words (for screen readers and colour-blind readers).
@@ -287,7 +305,7 @@
         .filter((t) => sign * t.value > 0)
         .sort((a, b) => sign * (b.value - a.value))
         .slice(0, TOP_WORDS)
-        .map((t) => `${t.token} (${signed(Math.abs(t.value))})`);
+        .map((t) => `${t.token} (${Math.abs(t.value).toFixed(2)})`);
     const up = pick(1);
     const down = pick(-1);
     const upName = sides ? `toward ${sides.up}` : `toward ${label}`;

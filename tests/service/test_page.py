@@ -183,6 +183,7 @@ def test_type_a_review_press_score_read_label_and_highlighted_words(
     assert colour["awful"]["tint"].startswith("rgba(234, 88, 12")
     assert "wonderful" in shown["why"] and "awful" in shown["why"]
     assert page.is_visible("#legend") and "toward positive" in page.inner_text("#legend")
+    assert page.is_hidden("#legend-unread")  # nothing was cut
     assert page.inner_text("#status") == "Scored."
     assert page.evaluate("new URL(location.href).searchParams.get('text')") == review
 
@@ -281,6 +282,7 @@ def test_phone_width_no_sideways_scrolling(browser: Any, server: str) -> None:
         [shown] = results(page)
         # A long review: the middle the model did not read is shown, greyed, and said so.
         assert shown["unread"] and "not read" in shown["note"]
+        assert page.is_visible("#legend-unread")
         layout = page.evaluate(
             """() => ({scroll: document.documentElement.scrollWidth,
                        button: document.querySelector('#score').getBoundingClientRect().toJSON(),
