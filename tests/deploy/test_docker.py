@@ -20,7 +20,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-SCRIPTS = [ROOT / "deploy" / "docker-test.sh", ROOT / "deploy" / "base-image.sh"]
+SCRIPTS = [
+    ROOT / "deploy" / "docker-test.sh",
+    ROOT / "deploy" / "base-image.sh",
+    ROOT / "deploy" / "slim-venv.sh",
+]
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -74,6 +78,17 @@ def test_runtime_stage() -> None:
     assert "[train" not in text and "[dev" not in text and "-e ." not in text
 
 
+def test_the_venv_is_slimmed_in_a_build_stage_and_only_the_venv_ships() -> None:
+    instructions = _instructions()
+    builder = instructions[: max(i for i, (k, _) in enumerate(instructions) if k == "FROM")]
+    assert ("ARG", "SLIM=1") in builder
+    assert any(k == "RUN" and "slim-venv.sh /opt/venv" in args for k, args in builder)
+    # strip (binutils) and apt stay in the build stages; the runtime copies files, not tools.
+    final = _final_stage()
+    assert not any("apt-get" in args or "binutils" in args for k, args in final if k == "RUN")
+    assert all(args.startswith("--from=builder") for k, args in final if k == "COPY")
+
+
 def test_dockerignore_keeps_the_context_small() -> None:
     lines = [
         line.strip()
@@ -83,6 +98,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert lines[0] == "*", "allowlist: everything excluded unless re-included"
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert {"pyproject.toml", "model", "service", "artifacts/imdb-sentiment"} <= included
+    assert "deploy/slim-venv.sh" in included
     assert not included & {".venv", ".git", "tests", "bench"}
     # The staging dir the test script fills is in the context, but never in git.
     assert "deploy/build-extras" in included
