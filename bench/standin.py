@@ -33,23 +33,23 @@ class ModelChoice:
 
 def shipped_architecture() -> tuple[ModelConfig, TextConfig]:
     """The training CLI's defaults (what `make train` ships), vocabulary size left to the caller."""
-    from model.train import build_parser
+    from model.train import TrainConfig
 
-    args = build_parser().parse_args(["--data", "-", "--out", "-"])
+    shipped = TrainConfig()
     text = TextConfig(
-        max_tokens=args.max_tokens,
-        head_fraction=args.head_fraction,
-        min_freq=args.min_freq,
-        max_vocab=args.max_vocab,
+        max_tokens=shipped.max_tokens,
+        head_fraction=shipped.head_fraction,
+        min_freq=shipped.min_freq,
+        max_vocab=shipped.max_vocab,
     )
     model = ModelConfig(
         vocab_size=3,
-        cell=args.cell,
-        embed_dim=args.embed_dim,
-        hidden_dim=args.hidden_dim,
-        num_layers=args.layers,
-        bidirectional=args.bidirectional,
-        pooling=args.pooling,
+        cell=shipped.cell,
+        embed_dim=shipped.embed_dim,
+        hidden_dim=shipped.hidden_dim,
+        num_layers=shipped.layers,
+        bidirectional=shipped.bidirectional,
+        pooling=shipped.pooling,
     )
     return model, text
 

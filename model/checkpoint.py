@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.rnn import ModelConfig, SentimentRNN
-from model.text import TextConfig, TextPipeline, Vocabulary
+from model.text import TOKENIZER, TextConfig, TextPipeline, Vocabulary
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -160,6 +160,12 @@ def load_checkpoint(directory: str | Path | None = None) -> Checkpoint:
         temperature = float(config.get("temperature", 1.0))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{directory / CONFIG}: invalid or missing field ({exc})") from exc
+    if text_config.tokenizer != TOKENIZER:
+        raise CheckpointError(
+            f"{directory / CONFIG}: its vocabulary was built by tokenizer {text_config.tokenizer!r}, "
+            f"but this code tokenizes with {TOKENIZER!r}: the same text would give other ids. "
+            "Retrain it (python -m model.train) or load it with the release that wrote it"
+        )
     if len(labels) != model_config.num_classes:
         raise CheckpointError(
             f"{directory / CONFIG}: {len(labels)} labels for {model_config.num_classes} classes"

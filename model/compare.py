@@ -70,17 +70,14 @@ def run_variant(
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ckpt"
-        argv = [
-            "--data", args.data, "--out", str(out), "--limit", str(args.limit),
-            "--epochs", str(args.epochs), "--cell", cell, "--pooling", pooling,
-            "--hidden-dim", str(args.hidden_dim), "--max-tokens", str(args.max_tokens),
-            "--threads", str(args.threads), "--pretrain", args.pretrain, "--patience", "9",
-            "--bidirectional" if bidirectional else "--no-bidirectional",
-        ]
-        if args.w2v_cache:
-            argv += ["--w2v-cache", args.w2v_cache]
+        config = train.TrainConfig(
+            data=[args.data], out=str(out), limit=args.limit, epochs=args.epochs, cell=cell,
+            pooling=pooling, hidden_dim=args.hidden_dim, max_tokens=args.max_tokens,
+            threads=args.threads, pretrain=args.pretrain, patience=9, bidirectional=bidirectional,
+            w2v_cache=args.w2v_cache,
+        )
         started = time.perf_counter()
-        ckpt = train.train(train.build_parser().parse_args(argv))
+        ckpt = train.train(config)
         seconds = time.perf_counter() - started
         speed = measure_speed(Predictor(load_checkpoint(out), batch_size=64), texts)
     val = ckpt.metrics["validation"]

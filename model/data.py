@@ -1,4 +1,8 @@
-"""Readers for labelled reviews: the aclImdb layout (directory or .tar.gz), CSV and JSONL.
+"""Readers for labelled reviews: the aclImdb layout (directory or .tar.gz), CSV, TSV and JSONL.
+
+Text and label columns are detected from common names unless given; labels are mapped onto
+one label set (`0`/`neg`/`negative` -> `negative`, `1`/`pos`/`positive` -> `positive`), and a
+label that maps nowhere is an error naming the file and line.
 
 Rows that can't be used are counted with their line numbers in a `ReadReport`; with
 `strict=True` the first one raises `DataError` naming the file and line instead.
@@ -20,7 +24,14 @@ logger = logging.getLogger(__name__)
 IMDB_LABELS = ("negative", "positive")
 _IMDB_FOLDERS = {"neg": "negative", "pos": "positive"}
 _IMDB_MEMBER_RE = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/[^/]+\.txt$")
-FORMATS = ("auto", "aclimdb", "csv", "jsonl")
+FORMATS = ("auto", "aclimdb", "csv", "tsv", "jsonl")
+# Column names tried in order when none is given.
+TEXT_COLUMNS = ("text", "sentence", "content", "review", "body", "comment")
+LABEL_COLUMNS = ("label", "sentiment", "polarity", "class", "target")
+LABEL_ALIASES = {
+    "0": "negative", "neg": "negative", "negative": "negative",
+    "1": "positive", "pos": "positive", "positive": "positive",
+}
 
 
 class DataError(ValueError):
@@ -59,17 +70,40 @@ def detect_format(path: Path) -> str:
         return "aclimdb"
     if name.endswith(".csv"):
         return "csv"
+    if name.endswith(".tsv"):
+        return "tsv"
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
     raise DataError(f"{path}: can't tell the format from the name; pass --format")
+
+
+def normalise_label(raw: str) -> str | None:
+    """The canonical label for `raw` (case and spaces ignored), None when it maps nowhere."""
+    return LABEL_ALIASES.get(raw.strip().lower())
+
+
+def pick_column(found: list[str], given: str | None, candidates: tuple[str, ...], what: str) -> str:
+    """`given` if present, else the first candidate present (any case); DataError otherwise."""
+    if given is not None:
+        if given not in found:
+            raise DataError(f"line 1: no {what} column {given!r} in the header {found}")
+        return given
+    lowered = {name.strip().lower(): name for name in found}
+    for name in candidates:
+        if name in lowered:
+            return lowered[name]
+    raise DataError(
+        f"line 1: no {what} column among {found}; expected one of {list(candidates)} "
+        f"or pass --{what}-column"
+    )
 
 
 def load_examples(
     path: str | Path,
     fmt: str = "auto",
     split: str = "train",
-    text_column: str = "text",
-    label_column: str = "label",
+    text_column: str | None = None,
+    label_column: str | None = None,
     strict: bool = False,
 ) -> tuple[list[Example], ReadReport]:
     """Read labelled examples from any supported source; log a summary of bad rows."""
@@ -79,8 +113,8 @@ def load_examples(
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "aclimdb":
         examples, report = read_aclimdb(path, split)
-    elif fmt == "csv":
-        examples, report = read_csv(path, text_column, label_column, strict)
+    elif fmt in ("csv", "tsv"):
+        examples, report = read_csv(path, text_column, label_column, strict, fmt == "tsv")
     elif fmt == "jsonl":
         examples, report = read_jsonl(path, text_column, label_column, strict)
     else:
@@ -134,7 +168,7 @@ def read_aclimdb_unlabelled(path: Path) -> list[str]:
 def _row_example(
     row: dict[str, object], text_column: str, label_column: str
 ) -> Example | str:
-    """An Example, or the reason the row can't be one."""
+    """An Example, or the reason the row can't be one; raises DataError for an unknown label."""
     text, label = row.get(text_column), row.get(label_column)
     if not isinstance(text, str) or not text.strip():
         return f"missing or empty {text_column!r}"
@@ -142,34 +176,49 @@ def _row_example(
         return f"missing {label_column!r}"
     if not isinstance(label, str | int):
         return f"{label_column!r} must be a string or an integer"
-    return Example(text, str(label).strip())
+    canonical = normalise_label(str(label))
+    if canonical is None:
+        raise DataError(
+            f"label {str(label)!r} maps to no class: use one of {sorted(set(LABEL_ALIASES))}"
+        )
+    return Example(text, canonical)
 
 
 def read_csv(
-    path: Path, text_column: str = "text", label_column: str = "label", strict: bool = False
+    path: Path,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    strict: bool = False,
+    tabs: bool = False,
 ) -> tuple[list[Example], ReadReport]:
+    """CSV, or with `tabs` TSV (no quoting, as GLUE writes it); the first line is the header."""
     report = ReadReport(str(path))
     examples = []
     with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {text_column, label_column} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(f"{path}: line 1: no column {', '.join(sorted(missing))} in the header")
+        reader = (csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if tabs
+                  else csv.DictReader(handle))
         try:
+            found = list(reader.fieldnames or [])
+            text_col = pick_column(found, text_column, TEXT_COLUMNS, "text")
+            label_col = pick_column(found, label_column, LABEL_COLUMNS, "label")
             for row in reader:
                 report.read += 1
-                result = _row_example(row, text_column, label_column)
+                result = _row_example(row, text_col, label_col)
                 if isinstance(result, str):
                     report.reject(reader.line_num, result, strict)
                 else:
                     examples.append(result)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: line {reader.line_num}: {exc}") from exc
+        except (csv.Error, UnicodeDecodeError, DataError) as exc:
+            raise DataError(f"{path}: line {max(reader.line_num, 1)}: {_strip_line(exc)}") from exc
     return examples, report
 
 
+def _strip_line(exc: Exception) -> str:
+    return str(exc).removeprefix("line 1: ")
+
+
 def read_jsonl(
-    path: Path, text_column: str = "text", label_column: str = "label", strict: bool = False
+    path: Path, text_column: str | None = None, label_column: str | None = None, strict: bool = False
 ) -> tuple[list[Example], ReadReport]:
     report = ReadReport(str(path))
     examples = []
@@ -186,7 +235,14 @@ def read_jsonl(
             if not isinstance(row, dict):
                 report.reject(line_no, "not a JSON object", strict)
                 continue
-            result = _row_example(row, text_column, label_column)
+            try:
+                text_col = pick_column(list(row), text_column, TEXT_COLUMNS, "text")
+                label_col = pick_column(list(row), label_column, LABEL_COLUMNS, "label")
+                result = _row_example(row, text_col, label_col)
+            except DataError as exc:
+                if "maps to no class" in str(exc):
+                    raise DataError(f"{path}: line {line_no}: {exc}") from exc
+                result = _strip_line(exc).replace(" in the header", "")
             if isinstance(result, str):
                 report.reject(line_no, result, strict)
             else:

@@ -1,7 +1,8 @@
-"""Evaluate a checkpoint: python -m model.evaluate [--checkpoint DIR] --data PATH [--json].
+"""Evaluate a checkpoint: python -m model.evaluate [--checkpoint DIR] --data PATH [--data PATH ...].
 
-Prints accuracy, macro-F1, ECE (15 bins), the confusion matrix and n; with --json one JSON
-object on stdout (keys accuracy, f1, ece, n, nll, confusion_matrix, labels).
+Prints one row per labelled set (n, accuracy, macro-F1, ECE over 15 bins, NLL), optionally
+split by length band. With --json: for one --data the JSON object of that set (keys accuracy,
+f1, ece, n, nll, confusion_matrix, labels, checkpoint); for several, a JSON list of rows.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import argparse
 import json
 import logging
 import sys
+from typing import Any
 
 import torch
 
 from model.checkpoint import CheckpointError
 from model.data import FORMATS, DataError, load_examples
-from model.metrics import classification_report
+from model.metrics import classification_report, rows_by_length
 from model.predictor import Predictor
+from model.text import tokenize
+from model.train import source_name
 
 logger = logging.getLogger("model.evaluate")
 
@@ -28,58 +32,73 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", default=None, help="checkpoint dir (default: shipped model)")
-    p.add_argument("--data", required=True, help="aclImdb dir or .tar.gz, .csv or .jsonl file")
+    p.add_argument("--data", action="append", required=True,
+                   help="labelled set (repeat): aclImdb dir or .tar.gz, .csv, .tsv or .jsonl")
     p.add_argument("--format", default="auto", choices=FORMATS, help="input format")
     p.add_argument("--split", default="test", help="aclImdb split to read")
-    p.add_argument("--text-column", default="text", help="CSV/JSONL text field")
-    p.add_argument("--label-column", default="label", help="CSV/JSONL label field")
+    p.add_argument("--text-column", default=None, help="CSV/TSV/JSONL text field (default: detected)")
+    p.add_argument("--label-column", default=None, help="CSV/TSV/JSONL label field (default: detected)")
     p.add_argument("--strict", action="store_true", help="fail on the first bad row")
     p.add_argument("--batch-size", type=int, default=128, help="reviews per model call")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--by-length", action="store_true", help="also rows per length band")
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, object]:
-    predictor = Predictor.load(args.checkpoint, batch_size=args.batch_size)
+def evaluate_set(predictor: Predictor, path: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Metrics of one labelled set: the classification report plus per-length rows."""
     examples, _ = load_examples(
-        args.data, args.format, args.split, args.text_column, args.label_column, args.strict
+        path, args.format, args.split, args.text_column, args.label_column, args.strict
     )
     label_id = {name: i for i, name in enumerate(predictor.labels)}
     unknown = sorted({e.label for e in examples} - set(label_id))
     if unknown:
-        raise DataError(
-            f"{args.data}: labels {unknown} are not among the model's {predictor.labels}"
-        )
-    logits = predictor.logits_texts([e.text for e in examples], progress=not args.no_progress)
+        raise DataError(f"{path}: labels {unknown} are not among the model's {predictor.labels}")
+    texts = [e.text for e in examples]
+    logits = predictor.logits_texts(texts, progress=not args.no_progress)
     labels = torch.tensor([label_id[e.label] for e in examples])
+    lengths = torch.tensor([len(tokenize(t, predictor.pipeline.config.lowercase)) for t in texts])
     report = classification_report(logits, labels, predictor.temperature)
-    return {**report, "labels": predictor.labels, "checkpoint": predictor.checkpoint.model_id}
+    return {
+        "set": source_name(path), **report, "labels": predictor.labels,
+        "checkpoint": predictor.checkpoint.model_id,
+        "by_length": rows_by_length(logits, labels, lengths, predictor.temperature),
+    }
+
+
+def print_table(rows: list[dict[str, Any]], by_length: bool) -> None:
+    print(f"checkpoint {rows[0]['checkpoint']}")
+    width = max(len("set"), *(len(r["set"]) for r in rows)) + (10 if by_length else 0)
+    print(f"{'set':<{width}} {'n':>7} {'accuracy':>9} {'macro-F1':>9} {'ECE':>7} {'NLL':>7}")
+    for row in rows:
+        print(_line(row["set"], row, width))
+        if by_length:
+            for band, sub in row["by_length"].items():
+                print(_line(f"  {band} tokens", sub, width))
+
+
+def _line(name: str, row: dict[str, Any], width: int) -> str:
+    return (f"{name:<{width}} {row['n']:>7} {row['accuracy']:>9.4f} {row['f1']:>9.4f} "
+            f"{row['ece']:>7.4f} {row['nll']:>7.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
-        result = evaluate(args)
+        predictor = Predictor.load(args.checkpoint, batch_size=args.batch_size)
+        rows = [evaluate_set(predictor, path, args) for path in args.data]
     except (CheckpointError, DataError) as exc:
         logger.error("%s", exc)
         return 2
     if args.json:
-        print(json.dumps(result))
+        if len(rows) == 1:
+            print(json.dumps(rows[0]))
+        else:
+            print(json.dumps([{k: v for k, v in r.items() if k != "confusion_matrix"} for r in rows]))
         return 0
-    print(f"checkpoint  {result['checkpoint']}")
-    print(f"n           {result['n']}")
-    print(f"accuracy    {result['accuracy']:.4f}")
-    print(f"macro-F1    {result['f1']:.4f}")
-    print(f"ECE (15)    {result['ece']:.4f}")
-    labels = result["labels"]
-    assert isinstance(labels, list)
-    width = max(len(str(label)) for label in labels) + 2
-    print("confusion (rows true, columns predicted)")
-    print(" " * width + "".join(f"{label:>{width}}" for label in labels))
-    for label, row in zip(labels, result["confusion_matrix"], strict=True):  # type: ignore[call-overload]
-        print(f"{label:<{width}}" + "".join(f"{count:>{width}}" for count in row))
+    print_table(rows, args.by_length)
     return 0
 
 

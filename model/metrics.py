@@ -71,3 +71,42 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
     optimiser.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def cross_fitted_ece(logits: torch.Tensor, labels: torch.Tensor, seed: int) -> float:
+    """ECE after temperature scaling, with T fitted on one half and measured on the other.
+
+    Fitting and measuring on the same reviews would flatter the calibration.
+    """
+    if len(labels) < 4:
+        return classification_report(logits, labels, fit_temperature(logits, labels))["ece"]
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    halves = [order[: len(order) // 2], order[len(order) // 2 :]]
+    total = 0.0
+    for fit_idx, test_idx in (halves, halves[::-1]):
+        t = fit_temperature(logits[fit_idx], labels[fit_idx])
+        probs = torch.softmax(logits[test_idx] / t, dim=1)
+        total += expected_calibration_error(probs, labels[test_idx]) * len(test_idx)
+    return total / len(labels)
+
+
+# Length bands (tokens before truncation) for per-length reports: one-liners, paragraphs, reviews.
+LENGTH_BANDS = (("<=20", 0, 20), ("21-100", 21, 100), (">100", 101, 1 << 62))
+
+
+def summary_row(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict[str, Any]:
+    """n, accuracy, f1, ece, nll: one table row (no confusion matrix)."""
+    report = classification_report(logits, labels, temperature)
+    return {k: report[k] for k in ("n", "accuracy", "f1", "ece", "nll")}
+
+
+def rows_by_length(
+    logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor, temperature: float
+) -> dict[str, dict[str, Any]]:
+    """`summary_row` per length band that holds any examples."""
+    rows = {}
+    for name, lo, hi in LENGTH_BANDS:
+        mask = (lengths >= lo) & (lengths <= hi)
+        if mask.any():
+            rows[name] = summary_row(logits[mask], labels[mask], temperature)
+    return rows

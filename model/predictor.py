@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.rnn import pad_batch
+from model.rnn import SentimentRNN, pad_batch
 
 
 class Predictor:
@@ -32,14 +32,9 @@ class Predictor:
     def encode(self, text: str) -> list[int]:
         return self.pipeline.encode(text)
 
-    @torch.inference_mode()
     def logits_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
         """Raw logits (N, C) for id lists, scored in one model call."""
-        # Longest first lets the model pack without reordering; answers come back in input order.
-        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-        ids, lengths = pad_batch([sequences[i] for i in order])
-        logits = self.model(ids, lengths)
-        return logits[torch.argsort(torch.tensor(order))]
+        return model_logits(self.model, sequences)
 
     def predict_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
         """Calibrated probabilities (N, C) for id lists, scored in one model call."""
@@ -54,17 +49,53 @@ class Predictor:
         encoded = [self.encode(t) for t in texts]
         return self._batched(encoded, self.logits_ids, progress)
 
+    def logits_encoded(self, encoded: list[list[int]], progress: bool = False) -> torch.Tensor:
+        """Raw logits (N, C) for id lists of any number, in length-sorted batches."""
+        return self._batched(encoded, self.logits_ids, progress)
+
     def _batched(
         self,
         encoded: list[list[int]],
         fn: Callable[[Sequence[list[int]]], torch.Tensor],
         progress: bool,
     ) -> torch.Tensor:
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        out = torch.empty(len(encoded), len(self.labels))
-        with tqdm(total=len(encoded), unit="review", disable=not progress) as bar:
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                out[chunk] = fn([encoded[i] for i in chunk])
-                bar.update(len(chunk))
-        return out
+        return in_length_batches(encoded, fn, self.batch_size, len(self.labels), progress)
+
+
+@torch.inference_mode()
+def model_logits(model: SentimentRNN, sequences: Sequence[list[int]]) -> torch.Tensor:
+    """Logits (N, C) for id lists in one call of `model` in eval mode, in input order.
+
+    The model is left in the mode it was in (training evaluates between steps).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        # Longest first lets the model pack without reordering; answers come back in input order.
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        ids, lengths = pad_batch([sequences[i] for i in order])
+        logits = model(ids, lengths)
+    finally:
+        model.train(was_training)
+    return logits[torch.argsort(torch.tensor(order))]
+
+
+def in_length_batches(
+    encoded: list[list[int]],
+    fn: Callable[[Sequence[list[int]]], torch.Tensor],
+    batch_size: int,
+    width: int,
+    progress: bool = False,
+) -> torch.Tensor:
+    """`fn` over batches of similar length (less padding); rows (N, width) in input order.
+
+    The one batched scorer: offline prediction, evaluation and training validation use it.
+    """
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out = torch.empty(len(encoded), width)
+    with tqdm(total=len(encoded), unit="review", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            out[chunk] = fn([encoded[i] for i in chunk])
+            bar.update(len(chunk))
+    return out

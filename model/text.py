@@ -1,15 +1,17 @@
 """The one text pipeline shared by training and serving: normalise, tokenize, map to ids, truncate.
 
 Every step is deterministic and its settings travel inside the checkpoint, so the service
-encodes a review exactly as training did.
+encodes a review exactly as training did. The tokenizer's name and version travel too:
+a checkpoint whose vocabulary another tokenizer built is refused at load time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -18,11 +20,151 @@ UNK_ID = 1
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 
+# Bumped whenever a text can tokenize differently: a vocabulary is only valid for its tokenizer.
+TOKENIZER = "words-emoji-ratings/2"
+LEGACY_TOKENIZER = "words/1"  # what checkpoints written before the version was recorded used
+
 # IMDB writes paragraph breaks as HTML; they are separators, never words.
 BREAK_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
-# Words (letters/digits, inner apostrophes kept: "don't") and the two punctuation marks
-# that carry sentiment on their own.
-TOKEN_RE = re.compile(r"\w+(?:['’]\w+)*|[!?]")
+
+_NUMBER_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
+    "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+}
+_NUMBER = r"\d{1,3}(?:[.,]\d)?"
+# Alternatives in priority order; each named group becomes one token kind.
+TOKEN_RE = re.compile(
+    # plain words first, as most tokens are: letters (inner apostrophes kept: "don't"), not
+    # glued to digits, not a number word before "stars"
+    r"(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*)(?![\w'’]|[\s-]+stars?\b)"
+    # "8/10", "4.5 / 5", "3 out of 10": a score over a scale
+    rf"|(?P<score>(?<![\w/.]){_NUMBER}\s*(?:/|out\s+of)\s*(?:100|10|5|4)(?![\w/]))"
+    # "five stars", "1 star", "4.5-star"
+    rf"|(?P<stars>\b(?:{_NUMBER}|{'|'.join(_NUMBER_WORDS)})[\s-]*stars?\b)"
+    # emoticons, western style; not inside words or URLs ("http://")
+    r"|(?P<emoticon>(?<![:/])(?:[:;=][-'^o]?[)\](}DdPpOo/\\|(\[{*]|<3+|</3|[)(]:)(?![\w)(/]))"
+    # pictographs: one token each, skin tones and presentation selectors dropped
+    r"|(?P<emoji>[\U0001F300-\U0001F5FF\U0001F600-\U0001F64F\U0001F680-\U0001F6FF"
+    r"\U0001F900-\U0001F9FF\U0001FA70-\U0001FAFF\u2600-\u27BF\u2B50\u2B55\u2764])"
+    # a clitic alone, then any other word (digits, underscores) and the two punctuation marks
+    # that carry sentiment on their own
+    r"|(?P<clitic>(?<!\w)['’](?:s|re|ve|ll|d|m)\b)"  # "it 's" as SST-2 writes it
+    r"|(?P<other>\w+(?:['’]\w+)*)|(?P<mark>[!?])",  # any other word: digits, underscores
+    re.IGNORECASE,
+)
+# The same alternatives without names: findall then returns whole matches, fast.
+# It only ever reads lower-cased ASCII, where it matches as TOKEN_RE does: case-sensitive
+# ASCII classes are faster.
+_ANY_TOKEN_RE = re.compile(
+    re.sub(r"\(\?P<\w+>", "(?:", TOKEN_RE.pattern).replace(r"[^\W\d_]", "[a-z]"), re.ASCII
+)
+_SCORE_RE = re.compile(rf"({_NUMBER})\s*(?:/|out\s+of)\s*(\d+)", re.IGNORECASE)
+_STARS_RE = re.compile(rf"({_NUMBER}|[a-z]+)", re.IGNORECASE)
+RATING_BANDS = 5  # ratings become <rating_1> (worst) … <rating_5> (best), whatever the scale
+
+# Emoticons normalised to one spelling per mood, so ":-)", ":)" and "=)" share a vector.
+_EMOTICON_MOODS = {
+    ")": ":)", "]": ":)", "}": ":)", "d": ":d", "p": ":p", "(": ":(", "[": ":(", "{": ":(",
+    "/": ":/", "\\": ":/", "|": ":|", "o": ":o", "*": ":*",
+}
+
+
+_EMOJI_MODIFIERS = frozenset(chr(c) for c in range(0x1F3FB, 0x1F400))  # skin tones
+
+
+def rating_token(value: float, scale: float) -> str | None:
+    """`<rating_k>`, k = 1 (worst) … RATING_BANDS (best); None when value/scale is no rating."""
+    if scale < 2 or not 0 <= value <= scale:
+        return None
+    # Star scales start at one: "1/5" is the lowest mark, as "0/10" is on a ten-point scale.
+    fraction = max(0.0, value - 1) / (scale - 1) if scale <= 5 else value / scale
+    return f"<rating_{1 + round(fraction * (RATING_BANDS - 1))}>"
+
+
+def _score_token(raw: str) -> str | None:
+    m = _SCORE_RE.match(raw)
+    if m is None:
+        return None
+    return rating_token(float(m.group(1).replace(",", ".")), float(m.group(2)))
+
+
+def _stars_token(raw: str) -> str | None:
+    count = _STARS_RE.match(raw)
+    if count is None:
+        return None
+    word = count.group(1).lower()
+    value = _NUMBER_WORDS.get(word) if word.isalpha() else float(word.replace(",", "."))
+    if value is None:
+        return None
+    # Five-star scales are the common case; "8 stars" can only be out of ten.
+    return rating_token(float(value), 5.0 if value <= 5 else 10.0)
+
+
+def _emoticon_token(raw: str) -> str:
+    if "<" in raw:
+        return "</3" if "/" in raw else "<3"
+    if raw[0] in "()":  # mirrored faces: "(:" smiles, "):" frowns
+        return ":)" if raw[0] == "(" else ":("
+    mood = _EMOTICON_MOODS.get(raw[-1].lower(), raw)
+    return ";)" if raw[0] == ";" and mood == ":)" else mood
+
+
+def _normalise_word(raw: str, lowercase: bool) -> str:
+    if raw.isascii():
+        return raw.lower() if lowercase else raw
+    token = unicodedata.normalize("NFKC", raw).replace("’", "'")
+    return token.lower() if lowercase else token
+
+
+def _iter_tokens(text: str, lowercase: bool) -> Iterator[tuple[str, int, int]]:
+    # Blank out <br /> with spaces of equal length so offsets stay those of the original.
+    cleaned = BREAK_RE.sub(lambda m: " " * len(m.group()), text)
+    for m in TOKEN_RE.finditer(cleaned):
+        kind, raw = m.lastgroup, m.group()
+        if kind in ("word", "other"):
+            if "'" in raw or "’" in raw:
+                yield from _split_contraction(raw, m.start(), lowercase)
+                continue
+            token: str | None = _normalise_word(raw, lowercase)
+        elif kind == "clitic":
+            token = _normalise_word(raw, lowercase).replace("’", "'")
+        elif kind == "mark":
+            token = raw
+        elif kind == "emoji":
+            if raw in _EMOJI_MODIFIERS:
+                continue
+            token = raw
+        elif kind == "emoticon":
+            token = _emoticon_token(raw)
+        elif kind == "score":
+            token = _score_token(raw)
+        else:
+            token = _stars_token(raw)
+        if token is None:  # "12/5" is no score: fall back to its words
+            yield from _iter_words(raw, m.start(), lowercase)
+        else:
+            yield token, m.start(), m.end()
+
+
+_WORD_RE = re.compile(r"\w+(?:'\w+)*")
+# Contractions split as the Penn Treebank (and so SST-2) writes them: "doesn't" -> "does"
+# "n't", "it's" -> "it" "'s"; raw reviews and pre-tokenized corpora then agree.
+_CONTRACTION_RE = re.compile(r"(\w+?)(n['’]t|['’](?:s|re|ve|ll|d|m))$", re.IGNORECASE)
+
+
+def _split_contraction(raw: str, offset: int, lowercase: bool) -> Iterator[tuple[str, int, int]]:
+    m = _CONTRACTION_RE.match(raw)
+    if m is None:
+        yield _normalise_word(raw, lowercase), offset, offset + len(raw)
+        return
+    cut = m.start(2)
+    yield _normalise_word(raw[:cut], lowercase), offset, offset + cut
+    yield _normalise_word(raw[cut:], lowercase).replace("’", "'"), offset + cut, offset + len(raw)
+
+
+def _iter_words(raw: str, offset: int, lowercase: bool) -> Iterator[tuple[str, int, int]]:
+    for m in re.finditer(r"\w+(?:['’]\w+)*", raw):
+        yield _normalise_word(m.group(), lowercase), offset + m.start(), offset + m.end()
 
 
 @dataclass(frozen=True)
@@ -32,6 +174,8 @@ class TextConfig:
     head_fraction: float = 0.25  # share of max_tokens kept from the start; the rest from the end
     min_freq: int = 2  # tokens seen fewer times in training become <unk>
     max_vocab: int = 30_000  # vocabulary size cap, special tokens included
+    tokenizer: str = TOKENIZER  # name/version of the tokenizer that built the vocabulary
+    spelling: bool = False  # read an unknown word as its most frequent one-edit neighbour
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -48,7 +192,8 @@ class TextConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextConfig:
-        return cls(**data)
+        """Settings as saved; a checkpoint from before versions were recorded is `words/1`."""
+        return cls(**{"tokenizer": LEGACY_TOKENIZER, **data})
 
 
 class Token(NamedTuple):
@@ -57,29 +202,36 @@ class Token(NamedTuple):
     end: int
 
 
-def _normalise_token(raw: str, lowercase: bool) -> str:
-    token = unicodedata.normalize("NFKC", raw).replace("’", "'")
-    return token.lower() if lowercase else token
-
-
 def tokenize_with_spans(text: str, lowercase: bool = True) -> list[Token]:
     """Tokens with their character spans in `text` (spans index the original string)."""
-    # Blank out <br /> with spaces of equal length so offsets stay those of the original.
-    cleaned = BREAK_RE.sub(lambda m: " " * len(m.group()), text)
-    return [
-        Token(_normalise_token(m.group(), lowercase), m.start(), m.end())
-        for m in TOKEN_RE.finditer(cleaned)
-    ]
+    return [Token(*t) for t in _iter_tokens(text, lowercase)]
 
 
 def tokenize(text: str, lowercase: bool = True) -> list[str]:
     """The token strings of `text`; identical to the texts of `tokenize_with_spans`."""
     cleaned = BREAK_RE.sub(" ", text)
-    if cleaned.isascii():  # fast path: NFKC is the identity on ASCII and lower() keeps lengths
-        if lowercase:
-            cleaned = cleaned.lower()
-        return TOKEN_RE.findall(cleaned)
-    return [_normalise_token(m.group(), lowercase) for m in TOKEN_RE.finditer(cleaned)]
+    if not (lowercase and cleaned.isascii()):
+        return [t[0] for t in _iter_tokens(text, lowercase)]
+    # Fast path for lower-cased ASCII (most reviews): find every token at C speed and send
+    # only the few that are not plain words (ratings, faces, contractions, marks) through the
+    # full rules. A piece matched in context is re-read alone by the same first alternative.
+    tokens = _ANY_TOKEN_RE.findall(cleaned.lower())
+    plain = list(map(str.isalnum, tokens))
+    specials = []
+    at = -1
+    with contextlib.suppress(ValueError):
+        while True:
+            at = plain.index(False, at + 1)
+            specials.append(at)
+    for at in reversed(specials):  # from the end, so splicing keeps the earlier positions
+        raw = tokens[at]
+        if raw in ("!", "?"):
+            continue
+        if "'" in raw and raw[0] != "'" and _WORD_RE.fullmatch(raw):
+            tokens[at : at + 1] = [t[0] for t in _split_contraction(raw, 0, lowercase)]
+        else:
+            tokens[at : at + 1] = [t[0] for t in _iter_tokens(raw, lowercase)]
+    return tokens
 
 
 def truncation_window(n_tokens: int, max_tokens: int, head_fraction: float) -> tuple[int, int]:
@@ -99,6 +251,8 @@ def truncate(items: list[Any], max_tokens: int, head_fraction: float) -> list[An
 class Vocabulary:
     tokens: list[str]  # id -> token; ids 0 and 1 are <pad> and <unk>
     index: dict[str, int] = field(init=False, repr=False)
+    _deletes: dict[str, int] | None = field(init=False, repr=False, default=None)
+    _corrections: dict[str, int] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.tokens[:2] != [PAD_TOKEN, UNK_TOKEN]:
@@ -121,9 +275,58 @@ class Vocabulary:
         )
         return cls([PAD_TOKEN, UNK_TOKEN, *ranked[: max_size - 2]])
 
-    def ids(self, tokens: list[str]) -> list[int]:
+    def ids(self, tokens: list[str], spelling: bool = False) -> list[int]:
         get = self.index.get
-        return [get(tok, UNK_ID) for tok in tokens]
+        ids = [get(tok, UNK_ID) for tok in tokens]
+        if spelling:
+            # list.index finds the few unknown words at C speed
+            at = -1
+            with contextlib.suppress(ValueError):
+                while True:
+                    at = ids.index(UNK_ID, at + 1)
+                    ids[at] = self.spelling_neighbour(tokens[at])
+        return ids
+
+    def spelling_neighbour(self, token: str) -> int:
+        """The most frequent vocabulary word one edit away from `token` ("gerat" -> "great").
+
+        Symmetric-delete lookup: two words are one insertion, deletion, substitution or
+        adjacent swap apart when one is, or both share, a one-character deletion of the
+        other. Only alphabetic words of 4+ letters are corrected: short ones are too
+        ambiguous. <unk> when none is found.
+        """
+        cached = self._corrections.get(token)
+        if cached is not None:
+            return cached
+        best = UNK_ID
+        if len(token) >= _MIN_CORRECTED and token.isalpha():
+            deletes = self._deletes_index()
+            candidates = [self.index.get(d) for d in _deletions(token)]
+            candidates += [deletes.get(token)] + [deletes.get(d) for d in _deletions(token)]
+            found = [c for c in candidates if c is not None and len(self.tokens[c]) >= _MIN_CORRECTED]
+            best = min(found, default=UNK_ID)
+        if len(self._corrections) < _MAX_CACHED_CORRECTIONS:
+            self._corrections[token] = best
+        return best
+
+    def _deletes_index(self) -> dict[str, int]:
+        """One-character deletions of every corrigible word -> the most frequent word's id."""
+        if self._deletes is None:
+            deletes: dict[str, int] = {}
+            for i, tok in enumerate(self.tokens):
+                if len(tok) >= _MIN_CORRECTED and tok.isalpha():
+                    for d in _deletions(tok):
+                        deletes.setdefault(d, i)  # ids ascend by frequency: first is best
+            self._deletes = deletes
+        return self._deletes
+
+
+_MIN_CORRECTED = 4
+_MAX_CACHED_CORRECTIONS = 200_000  # bounds memory under a stream of random words
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
 
 
 @dataclass
@@ -138,7 +341,7 @@ class TextPipeline:
     def encode_tokens(self, tokens: list[str]) -> list[int]:
         """`encode` for text already tokenized with this pipeline's settings."""
         kept = truncate(tokens, self.config.max_tokens, self.config.head_fraction)
-        return self.vocab.ids(kept) or [UNK_ID]
+        return self.vocab.ids(kept, self.config.spelling) or [UNK_ID]
 
     def encode_with_spans(self, text: str) -> tuple[list[int], list[Token]]:
         """Like `encode`, plus the kept tokens with their spans in `text` (for explanations)."""
@@ -147,7 +350,7 @@ class TextPipeline:
             self.config.max_tokens,
             self.config.head_fraction,
         )
-        return self.vocab.ids([t.text for t in tokens]), tokens
+        return self.vocab.ids([t.text for t in tokens], self.config.spelling), tokens
 
     @classmethod
     def fit(cls, texts: Iterable[str], config: TextConfig) -> TextPipeline:

@@ -1,19 +1,30 @@
-"""Train a SentimentRNN: python -m model.train --data PATH --out DIR [options].
+"""Train a SentimentRNN: python -m model.train --data PATH [--data PATH ...] --out DIR [options].
 
-Seeded and reproducible; validation split carved with a fixed seed; early stopping on
-validation loss keeping the best weights; gradient clipping; softmax temperature fitted on
-the validation split; metrics and a training-curve PNG written with the checkpoint.
+`TrainConfig` is the one source of settings and defaults; the command line is built from it.
+Training runs in stages: load data -> build model -> fit -> calibrate -> save.
+
+Several corpora train one model: each `--data` source is split into train/validation with a
+fixed seed, and each epoch draws from the sources by their `--weight`, so 67k short phrases
+don't drown 25k long reviews (or the reverse). Crops of long reviews and rule-labelled
+examples (negation, contrast, emoji, ratings) can join them. Validation is reported per source
+and per length band; the softmax temperature is fitted on a mix of all validation sets.
+With `--init-from CHECKPOINT` the run fine-tunes a trained model on new labels instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import random
+import re
 import sys
 import time
+import types
+import typing
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,89 +33,152 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from model.checkpoint import Checkpoint, save_checkpoint
+from model.augment import augment
+from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from model.data import FORMATS, DataError, Example, load_examples, read_aclimdb_unlabelled
-from model.metrics import classification_report, expected_calibration_error, fit_temperature
-from model.rnn import (
-    CELLS,
-    POOLINGS,
-    ModelConfig,
-    SentimentRNN,
-    format_parameter_summary,
-    pad_batch,
+from model.metrics import (
+    classification_report,
+    cross_fitted_ece,
+    fit_temperature,
+    rows_by_length,
+    summary_row,
 )
-from model.text import TextConfig, TextPipeline, tokenize
+from model.predictor import in_length_batches, model_logits
+from model.rnn import CELLS, POOLINGS, ModelConfig, SentimentRNN, format_parameter_summary, pad_batch
+from model.text import TextConfig, TextPipeline, Vocabulary, tokenize
 
 logger = logging.getLogger("model.train")
 
 
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    """A config field whose help text is its documentation and its --flag's help."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
-class History:
-    train_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_acc: list[float] = field(default_factory=list)
+class TrainConfig:
+    # data
+    data: list[str] = _opt([], "training source (repeat): aclImdb dir/.tar.gz, .csv, .tsv or .jsonl",
+                           required=True)
+    weight: list[float] = _opt([], "sampling weight of each --data source, same order (default 1 "
+                               "each): its share of every epoch")
+    val_data: list[str] = _opt([], "validation-only source (repeat), e.g. SST-2 dev")
+    out: str = _opt("", "checkpoint directory to write", required=True)
+    format: str = _opt("auto", "input format of every source", choices=FORMATS)
+    split: str = _opt("train", "aclImdb split to train on")
+    text_column: str | None = _opt(None, "CSV/TSV/JSONL text field (default: detected)")
+    label_column: str | None = _opt(None, "CSV/TSV/JSONL label field (default: detected)")
+    strict: bool = _opt(False, "fail on the first bad row")
+    val_fraction: float = _opt(0.1, "held-out validation share of each --data source")
+    limit: int = _opt(0, "use only N examples per source (0 = all)")
+    epoch_size: int = _opt(0, "examples per epoch (0 = all training examples of all sources)")
+    crops: float = _opt(0.0, "sentence-window crops of long training reviews, as a share of the "
+                        "epoch (label of their review)")
+    augment: float = _opt(0.0, "rule-labelled negation/contrast/emoji/rating examples made from "
+                          "short training phrases, as a share of the epoch")
+    # text pipeline
+    max_tokens: int = _opt(400, "truncate reviews to N tokens (head + tail)")
+    head_fraction: float = _opt(0.25, "share of max-tokens kept from the start")
+    min_freq: int = _opt(2, "min token count for the vocabulary")
+    max_vocab: int = _opt(30_000, "vocabulary size cap")
+    lowercase: bool = _opt(True, "fold letter case")
+    spelling: bool = _opt(True, "read an unknown word as its most frequent one-edit neighbour")
+    # architecture
+    cell: str = _opt("gru", "recurrent cell", choices=sorted(CELLS))
+    layers: int = _opt(1, "stacked recurrent layers")
+    embed_dim: int = _opt(128, "token vector size")
+    hidden_dim: int = _opt(64, "hidden state size per direction")
+    bidirectional: bool = _opt(True, "read both ways")
+    pooling: str = _opt("maxmean", "summary over time", choices=POOLINGS)
+    dropout: float = _opt(0.3, "dropout before the classifier")
+    embed_dropout: float = _opt(0.2, "dropout on token vectors")
+    # optimisation
+    epochs: int = _opt(8, "maximum epochs")
+    batch_size: int = _opt(64, "examples per step")
+    lr: float = _opt(2e-3, "AdamW learning rate (fine-tuning: --finetune-lr)")
+    lr_decay: float = _opt(1.0, "multiply the learning rate by this after every epoch")
+    weight_decay: float = _opt(1e-4, "AdamW weight decay")
+    clip: float = _opt(1.0, "gradient-norm clipping")
+    patience: int = _opt(2, "epochs without validation improvement before stopping")
+    seed: int = _opt(13, "random seed (data splits, sampling and init)")
+    threads: int = _opt(0, "torch threads (0 = torch default)")
+    time_budget: float = _opt(0.0, "stop after N minutes (0 = none)")
+    # pre-trained word vectors
+    pretrain: str = _opt("none", "initialise embeddings with skip-gram word2vec on all training "
+                         "texts (plus aclImdb train/unsup)", choices=("none", "word2vec"))
+    w2v_epochs: int = _opt(5, "word2vec epochs")
+    w2v_cache: str = _opt("", "file to reuse/save word2vec vectors")
+    # fine-tuning
+    init_from: str | None = _opt(None, "fine-tune this checkpoint dir ('shipped' = the default "
+                                 "model) instead of training from scratch")
+    finetune_lr: float = _opt(3e-4, "learning rate when fine-tuning")
+    finetune_batch_size: int = _opt(16, "examples per step when fine-tuning (a few hundred rows "
+                                    "still make many steps)")
+    new_words: int = _opt(2_000, "fine-tuning: most new frequent words added to the vocabulary")
+    dry_run: bool = _opt(False, "one batch of everything, as a smoke test")
+
+    def __post_init__(self) -> None:
+        if self.weight and len(self.weight) != len(self.data):
+            raise ValueError(f"{len(self.weight)} --weight values for {len(self.data)} --data sources")
+        if any(w <= 0 for w in self.weight):
+            raise ValueError("--weight values must be > 0")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("--val-fraction must be within [0, 1)")
+
+    @property
+    def weights(self) -> list[float]:
+        return self.weight or [1.0] * len(self.data)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI, one flag per TrainConfig field: its type, default, choices and help."""
     p = argparse.ArgumentParser(
         prog="python -m model.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    data = p.add_argument_group("data")
-    data.add_argument("--data", required=True, help="aclImdb dir or .tar.gz, .csv or .jsonl file")
-    data.add_argument("--format", default="auto", choices=FORMATS, help="input format")
-    data.add_argument("--split", default="train", help="aclImdb split to train on")
-    data.add_argument("--text-column", default="text", help="CSV/JSONL text field")
-    data.add_argument("--label-column", default="label", help="CSV/JSONL label field")
-    data.add_argument("--strict", action="store_true", help="fail on the first bad row")
-    data.add_argument("--val-fraction", type=float, default=0.1, help="held-out validation share")
-    data.add_argument("--limit", type=int, default=0, help="use only N examples (0 = all)")
-    p.add_argument("--out", required=True, help="checkpoint directory to write")
-
-    text = p.add_argument_group("text pipeline")
-    text.add_argument("--max-tokens", type=int, default=400, help="truncate reviews to N tokens")
-    text.add_argument("--head-fraction", type=float, default=0.25, help="share kept from the start")
-    text.add_argument("--min-freq", type=int, default=2, help="min token count for the vocabulary")
-    text.add_argument("--max-vocab", type=int, default=30_000, help="vocabulary size cap")
-    text.add_argument("--no-lowercase", action="store_true", help="keep letter case")
-
-    arch = p.add_argument_group("architecture")
-    arch.add_argument("--cell", default="gru", choices=sorted(CELLS), help="recurrent cell")
-    arch.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
-    arch.add_argument("--embed-dim", type=int, default=128, help="token vector size")
-    arch.add_argument("--hidden-dim", type=int, default=64, help="hidden state size per direction")
-    arch.add_argument(
-        "--bidirectional", action=argparse.BooleanOptionalAction, default=True, help="read both ways"
-    )
-    arch.add_argument("--pooling", default="maxmean", choices=POOLINGS, help="summary over time")
-    arch.add_argument("--dropout", type=float, default=0.3, help="dropout before the classifier")
-    arch.add_argument("--embed-dropout", type=float, default=0.2, help="dropout on token vectors")
-
-    opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=8, help="maximum epochs")
-    opt.add_argument("--batch-size", type=int, default=64, help="reviews per step")
-    opt.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
-    opt.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    opt.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
-    opt.add_argument("--patience", type=int, default=2, help="epochs without val improvement")
-    opt.add_argument("--seed", type=int, default=13, help="random seed (data split and init)")
-    opt.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    opt.add_argument("--time-budget", type=float, default=0, help="stop after N minutes (0 = none)")
-
-    emb = p.add_argument_group("pre-trained word vectors")
-    emb.add_argument(
-        "--pretrain",
-        default="none",
-        choices=("none", "word2vec"),
-        help="initialise embeddings with word2vec trained on the training texts "
-        "(plus train/unsup when --data is aclImdb)",
-    )
-    emb.add_argument("--w2v-epochs", type=int, default=5, help="word2vec epochs")
-    emb.add_argument("--w2v-cache", default="", help="file to reuse/save word2vec vectors")
-    p.add_argument("--dry-run", action="store_true", help="one batch of everything, as a smoke test")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag, meta = "--" + f.name.replace("_", "-"), dict(f.metadata)
+        kind = hints[f.name]
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=meta["help"])
+        elif typing.get_origin(kind) is list:
+            p.add_argument(flag, action="append", type=typing.get_args(kind)[0], default=None,
+                           required=meta.get("required", False), help=meta["help"])
+        else:
+            base = next(a for a in typing.get_args(kind) if a is not type(None)) \
+                if isinstance(kind, types.UnionType) else kind
+            p.add_argument(flag, type=base, default=f.default, choices=meta.get("choices"),
+                           required=meta.get("required", False), help=meta["help"])
     return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    return TrainConfig(**values)
+
+
+# ---------------------------------------------------------------- stage 1: load data
+
+
+@dataclass
+class Source:
+    name: str
+    train: list[Example]
+    val: list[Example]
+    weight: float
+
+
+@dataclass
+class Corpus:
+    sources: list[Source]  # what each epoch samples from (crops and rules included)
+    val_sets: dict[str, list[Example]]  # validation sets by name: stopping, calibration, report
+    report_sets: dict[str, list[Example]]  # reported only (crops carry their review's label: noisy)
+    unlabelled: list[str]  # extra texts for word2vec (aclImdb train/unsup)
+    labels: list[str]
 
 
 def split_examples(
@@ -112,25 +186,151 @@ def split_examples(
 ) -> tuple[list[Example], list[Example]]:
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
-    n_val = max(1, round(len(examples) * val_fraction))
+    n_val = max(1, round(len(examples) * val_fraction)) if val_fraction > 0 else 0
     return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]
 
 
-def length_buckets(
-    lengths: list[int], batch_size: int, rng: random.Random, shuffle: bool = True
-) -> list[list[int]]:
-    """Batches of similar length (less padding, faster steps), in random order."""
-    order = list(range(len(lengths)))
-    if shuffle:
-        rng.shuffle(order)
-    pool = batch_size * 50
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    if shuffle:
-        rng.shuffle(batches)
-    return batches
+def source_name(path: str) -> str:
+    """A short name for reports: the file's stem, with its folder when the stem is a split name."""
+    stem = Path(path).name.split(".")[0]
+    parent = Path(path).parent.name
+    return f"{parent}/{stem}" if stem in _SPLIT_NAMES and parent not in ("", ".") else stem
+
+
+_SPLIT_NAMES = frozenset({"train", "dev", "test", "val", "valid", "validation"})
+
+
+def load_corpus(cfg: TrainConfig) -> Corpus:
+    sources: list[Source] = []
+    val_sets: dict[str, list[Example]] = {}
+    report_sets: dict[str, list[Example]] = {}
+    unlabelled: list[str] = []
+    for path, weight in zip(cfg.data, cfg.weights, strict=True):
+        examples = _read(cfg, path)
+        train_part, val_part = split_examples(examples, cfg.val_fraction, cfg.seed)
+        name = source_name(path)
+        sources.append(Source(name, train_part, val_part, weight))
+        if val_part:
+            val_sets[name] = val_part
+        if cfg.pretrain == "word2vec" and _is_aclimdb(path) and not cfg.dry_run:
+            unlabelled += read_aclimdb_unlabelled(Path(path))
+    for path in cfg.val_data:
+        val_sets[source_name(path)] = _read(cfg, path, split="test")
+    labels = sorted({e.label for s in sources for e in s.train + s.val})
+    if len(labels) < 2:
+        raise DataError(f"{', '.join(cfg.data)}: need at least two labels, found {labels}")
+    _add_derived_sources(cfg, sources, report_sets)
+    for s in sources:
+        logger.info("source %s: %d train, %d validation, weight %.2f", s.name, len(s.train),
+                    len(s.val), s.weight)
+    return Corpus(sources, val_sets, report_sets, unlabelled, labels)
+
+
+def _read(cfg: TrainConfig, path: str, split: str | None = None) -> list[Example]:
+    examples, report = load_examples(path, cfg.format, split or cfg.split, cfg.text_column,
+                                     cfg.label_column, cfg.strict)
+    logger.info(report.summary())
+    if cfg.dry_run:
+        return split_examples(examples, 0.0, cfg.seed)[0][: cfg.batch_size * 2]
+    if cfg.limit:
+        return split_examples(examples, 0.0, cfg.seed)[0][: cfg.limit]
+    return examples
+
+
+def _is_aclimdb(path: str) -> bool:
+    return Path(path).suffix in (".gz", ".tgz", ".tar") or Path(path).is_dir()
+
+
+def _add_derived_sources(
+    cfg: TrainConfig, sources: list[Source], report_sets: dict[str, list[Example]]
+) -> None:
+    """Crops of long reviews and rule-labelled examples, sized as shares of the epoch."""
+    total = sum(len(s.train) for s in sources)
+    weight_sum = sum(s.weight for s in sources)
+    originals = list(sources)
+    if cfg.crops > 0:
+        long_train = [e for s in originals for e in s.train if len(e.text.split()) > CROPPED_WORDS]
+        long_val = [e for s in originals for e in s.val if len(e.text.split()) > CROPPED_WORDS]
+        if long_train:
+            crops = crop_sentences(long_train, max(1, round(total * cfg.crops)), cfg.seed)
+            sources.append(Source("crops", crops, [], weight_sum * cfg.crops))
+        else:
+            logger.warning("--crops: no training text is longer than %d words", CROPPED_WORDS)
+        if long_val:
+            report_sets["crops-of-validation"] = crop_sentences(long_val, len(long_val), cfg.seed + 1)
+    if cfg.augment > 0:
+        short = [e for s in originals for e in s.train if len(e.text.split()) <= 12]
+        rules = augment(short, max(4, round(total * cfg.augment)), cfg.seed)
+        if rules:
+            sources.append(Source("rules", rules, [], weight_sum * cfg.augment))
+
+
+CROPPED_WORDS = 100  # reviews longer than this are cropped into sentence windows
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|<br\s*/?>(?:\s*<br\s*/?>)*", re.IGNORECASE)
+
+
+def crop_sentences(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """`n` windows of 1-3 consecutive sentences from the reviews, each with its review's label."""
+    rng = random.Random(seed)
+    crops = []
+    for _ in range(n):
+        review = rng.choice(examples)
+        sentences = [s for s in _SENTENCE_END.split(review.text) if s and s.strip()]
+        width = rng.randint(1, 3)
+        start = rng.randrange(max(1, len(sentences) - width + 1))
+        crops.append(Example(" ".join(sentences[start : start + width]), review.label))
+    return crops
+
+
+# ---------------------------------------------------------------- stage 2: build the model
+
+
+@dataclass
+class Encoded:
+    ids: list[list[int]]
+    labels: torch.Tensor
+    lengths: torch.Tensor  # tokens before truncation, for per-length reports
+
+
+def encode_examples(pipeline: TextPipeline, examples: list[Example], labels: list[str]) -> Encoded:
+    tokens = [tokenize(e.text, pipeline.config.lowercase) for e in examples]
+    return Encoded(
+        [pipeline.encode_tokens(t) for t in tokens],
+        torch.tensor([labels.index(e.label) for e in examples]),
+        torch.tensor([len(t) for t in tokens]),
+    )
+
+
+def text_config(cfg: TrainConfig) -> TextConfig:
+    return TextConfig(
+        lowercase=cfg.lowercase, max_tokens=cfg.max_tokens, head_fraction=cfg.head_fraction,
+        min_freq=1 if cfg.dry_run else cfg.min_freq, max_vocab=cfg.max_vocab, spelling=cfg.spelling,
+    )
+
+
+def model_config(cfg: TrainConfig, vocab_size: int, num_classes: int) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=vocab_size, num_classes=num_classes, cell=cfg.cell, embed_dim=cfg.embed_dim,
+        hidden_dim=cfg.hidden_dim, num_layers=cfg.layers, bidirectional=cfg.bidirectional,
+        pooling=cfg.pooling, dropout=cfg.dropout, embed_dropout=cfg.embed_dropout,
+    )
+
+
+def build_model(cfg: TrainConfig, corpus: Corpus) -> tuple[SentimentRNN, TextPipeline]:
+    """A fresh model whose vocabulary (and word2vec) sees every training text."""
+    train_texts = [e.text for s in corpus.sources for e in s.train]
+    lowercase = cfg.lowercase
+    train_tokens = [tokenize(t, lowercase) for t in train_texts]
+    pipeline = TextPipeline.fit_tokens(train_tokens, text_config(cfg))
+    model = SentimentRNN(model_config(cfg, len(pipeline.vocab), len(corpus.labels)))
+    logger.info("parameters:\n%s", format_parameter_summary(model))
+    if cfg.pretrain == "word2vec" and not cfg.dry_run:
+        sentences = train_tokens + [tokenize(t, lowercase) for t in corpus.unlabelled]
+        table = pretrain_word2vec(sentences, pipeline, cfg.embed_dim, cfg.w2v_epochs, cfg.seed,
+                                  cfg.w2v_cache)
+        if table is not None:
+            model.embedding.weight.data.copy_(table)
+    return model, pipeline
 
 
 def _stable_hash(text: str) -> int:
@@ -158,10 +358,8 @@ def pretrain_word2vec(
             hashfxn=_stable_hash,
         )
         vectors = w2v.wv
-        logger.info(
-            "word2vec: %d sentences, %d words, %.0fs",
-            len(sentences), len(vectors), time.perf_counter() - started,
-        )
+        logger.info("word2vec: %d sentences, %d words, %.0fs", len(sentences), len(vectors),
+                    time.perf_counter() - started)
         if cache:
             vectors.save(cache)
     if vectors.vector_size != dim:
@@ -180,178 +378,240 @@ def pretrain_word2vec(
     return table
 
 
-@torch.no_grad()
-def evaluate_logits(
-    model: SentimentRNN, sequences: list[list[int]], batch_size: int
-) -> torch.Tensor:
-    model.eval()
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    out = torch.empty(len(sequences), model.config.num_classes)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        ids, lengths = pad_batch([sequences[i] for i in chunk])
-        out[chunk] = model(ids, lengths)
-    return out
+def load_for_finetuning(cfg: TrainConfig, corpus: Corpus) -> tuple[SentimentRNN, TextPipeline]:
+    """The checkpoint's model and vocabulary, plus the new data's frequent unknown words."""
+    ckpt = load_checkpoint(None if cfg.init_from == "shipped" else cfg.init_from)
+    if ckpt.labels != corpus.labels:
+        raise DataError(f"labels {corpus.labels} differ from the checkpoint's {ckpt.labels}")
+    pipeline, old = ckpt.pipeline, ckpt.model
+    counts = Counter(tok for s in corpus.sources for e in s.train
+                     for tok in tokenize(e.text, pipeline.config.lowercase)
+                     if tok not in pipeline.vocab.index)
+    new = [t for t, n in counts.most_common(cfg.new_words) if n >= pipeline.config.min_freq]
+    vocab = Vocabulary(pipeline.vocab.tokens + new)
+    model = SentimentRNN(dataclasses.replace(old.config, vocab_size=len(vocab)))
+    state = old.state_dict()
+    table = torch.cat([state["embedding.weight"], new_word_vectors(old, pipeline.vocab, new)])
+    model.load_state_dict({**state, "embedding.weight": table})
+    logger.info("fine-tuning %s: %d new words (%s)", ckpt.model_id, len(new), ", ".join(new[:10]))
+    return model, TextPipeline(pipeline.config, vocab)
 
 
-def cross_fitted_ece(logits: torch.Tensor, labels: torch.Tensor, seed: int) -> float:
-    """ECE after temperature scaling, with T fitted on one half and measured on the other.
+def new_word_vectors(model: SentimentRNN, vocab: Vocabulary, words: list[str]) -> torch.Tensor:
+    """A new word starts as its nearest known spelling ("gr8" has none: <unk>'s vector)."""
+    weight = model.embedding.weight.detach()
+    rows = [weight[vocab.spelling_neighbour(w)] for w in words]
+    return torch.stack(rows) if rows else weight[:0]
 
-    Fitting and measuring on the same reviews would flatter the calibration.
+
+# ---------------------------------------------------------------- stage 3: fit
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    best_epoch: int = 0  # the epoch whose weights were kept
+
+
+def length_buckets(
+    lengths: list[int], batch_size: int, rng: random.Random, shuffle: bool = True
+) -> list[list[int]]:
+    """Batches of similar length (less padding, faster steps), in random order."""
+    order = list(range(len(lengths)))
+    if shuffle:
+        rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def epoch_sample(sizes: list[int], weights: list[float], epoch_size: int, rng: random.Random) -> list[int]:
+    """Indices into the concatenated sources: each source's share of the epoch is its weight's.
+
+    A source draws without replacement while it has examples enough, then starts over.
     """
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    halves = [order[: len(order) // 2], order[len(order) // 2 :]]
-    total = 0.0
-    for fit_idx, test_idx in (halves, halves[::-1]):
-        t = fit_temperature(logits[fit_idx], labels[fit_idx])
-        probs = torch.softmax(logits[test_idx] / t, dim=1)
-        total += expected_calibration_error(probs, labels[test_idx]) * len(test_idx)
-    return total / len(labels)
+    picked: list[int] = []
+    offset = 0
+    for size, weight in zip(sizes, weights, strict=True):
+        want = round(epoch_size * weight / sum(weights))
+        while want > 0 and size:
+            take = rng.sample(range(size), min(size, want))
+            picked += [offset + i for i in take]
+            want -= len(take)
+        offset += size
+    return picked
 
 
-def train(args: argparse.Namespace) -> Checkpoint:
-    started = time.perf_counter()
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    examples, report = load_examples(
-        args.data, args.format, args.split, args.text_column, args.label_column, args.strict
-    )
-    logger.info(report.summary())
-    if args.limit:
-        examples = split_examples(examples, 0.0, args.seed)[0][: args.limit]
-    if args.dry_run:
-        examples = split_examples(examples, 0.0, args.seed)[0][: args.batch_size * 2]
-    labels = sorted({e.label for e in examples})
-    if len(labels) < 2:
-        raise DataError(f"{args.data}: need at least two labels, found {labels}")
-    label_id = {name: i for i, name in enumerate(labels)}
-    train_set, val_set = split_examples(examples, args.val_fraction, args.seed)
-    logger.info("%d training and %d validation reviews; labels %s", len(train_set), len(val_set), labels)
-
-    text_config = TextConfig(
-        lowercase=not args.no_lowercase, max_tokens=args.max_tokens,
-        head_fraction=args.head_fraction, min_freq=1 if args.dry_run else args.min_freq,
-        max_vocab=args.max_vocab,
-    )
-    # Tokenize the training texts once: for the vocabulary, the ids and word2vec alike.
-    train_tokens = [tokenize(e.text, text_config.lowercase) for e in train_set]
-    pipeline = TextPipeline.fit_tokens(train_tokens, text_config)
-    x_train = [pipeline.encode_tokens(tokens) for tokens in train_tokens]
-    x_val = [pipeline.encode(e.text) for e in val_set]
-    y_train = torch.tensor([label_id[e.label] for e in train_set])
-    y_val = torch.tensor([label_id[e.label] for e in val_set])
-
-    config = ModelConfig(
-        vocab_size=len(pipeline.vocab), num_classes=len(labels), cell=args.cell,
-        embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, num_layers=args.layers,
-        bidirectional=args.bidirectional, pooling=args.pooling, dropout=args.dropout,
-        embed_dropout=args.embed_dropout,
-    )
-    model = SentimentRNN(config)
-    logger.info("parameters:\n%s", format_parameter_summary(model))
-
-    if args.pretrain == "word2vec" and not args.dry_run:
-        sentences = train_tokens
-        if Path(args.data).suffix in (".gz", ".tgz", ".tar") or Path(args.data).is_dir():
-            unsup = read_aclimdb_unlabelled(Path(args.data))
-            sentences = sentences + [tokenize(t, text_config.lowercase) for t in unsup]
-        table = pretrain_word2vec(
-            sentences, pipeline, args.embed_dim, args.w2v_epochs, args.seed, args.w2v_cache
-        )
-        if table is not None:
-            model.embedding.weight.data.copy_(table)
-    del train_tokens
-
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    history = History()
-    best: dict[str, Any] = {"val_loss": float("inf"), "epoch": 0, "state": None}
-    rng = random.Random(args.seed)
-    lengths = [len(s) for s in x_train]
-    bad_epochs = 0
-    epochs = 1 if args.dry_run else args.epochs
+def fit(cfg: TrainConfig, model: SentimentRNN, train: Encoded, sizes: list[int],
+        weights: list[float], val: Encoded, started: float) -> History:
+    """Train with early stopping on validation loss; the model ends with its best weights."""
+    lr = cfg.finetune_lr if cfg.init_from else cfg.lr
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=cfg.lr_decay)
+    history, rng = History(), random.Random(cfg.seed)
+    best: dict[str, Any] = {"loss": float("inf"), "epoch": 0, "state": _snapshot(model)}
+    epochs = 1 if cfg.dry_run else cfg.epochs
     for epoch in range(1, epochs + 1):
-        model.train()
-        batches = length_buckets(lengths, args.batch_size, rng)
-        if args.dry_run:
-            batches = batches[:1]
-        seen = correct = 0
-        loss_sum = 0.0
-        epoch_start = time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr)
-        for batch in bar:
-            ids, lens = pad_batch([x_train[i] for i in batch])
-            target = y_train[batch]
-            logits = model(ids, lens)
-            loss = loss_fn(logits, target)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            optimiser.step()
-            seen += len(batch)
-            correct += int((logits.argmax(1) == target).sum())
-            loss_sum += float(loss.detach()) * len(batch)
-            rate = seen / (time.perf_counter() - epoch_start)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", rev_s=f"{rate:.0f}")
-        bar.close()
-        val_logits = evaluate_logits(model, x_val, args.batch_size * 2)
-        val = classification_report(val_logits, y_val)
-        history.train_loss.append(loss_sum / seen)
-        history.train_acc.append(correct / seen)
-        history.val_loss.append(val["nll"])
-        history.val_acc.append(val["accuracy"])
-        logger.info(
-            "epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0fs",
-            epoch, loss_sum / seen, correct / seen, val["nll"], val["accuracy"],
-            time.perf_counter() - epoch_start,
-        )
-        if val["nll"] < best["val_loss"]:
-            best = {"val_loss": val["nll"], "epoch": epoch, "state": {
-                k: v.detach().clone() for k, v in model.state_dict().items()}}
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-            if bad_epochs >= args.patience:
-                logger.info("early stop: no validation improvement for %d epochs", bad_epochs)
-                break
-        if args.time_budget and time.perf_counter() - started > args.time_budget * 60:
-            logger.info("time budget of %.0f minutes reached", args.time_budget)
+        chosen = epoch_sample(sizes, weights, cfg.epoch_size or sum(sizes), rng)
+        loss, acc = train_epoch(cfg, model, optimiser, train, chosen, rng, f"epoch {epoch}/{epochs}")
+        schedule.step()
+        val_report = classification_report(score(model, val.ids), val.labels)
+        for name, value in zip(("train_loss", "train_acc", "val_loss", "val_acc"),
+                               (loss, acc, val_report["nll"], val_report["accuracy"]), strict=True):
+            getattr(history, name).append(value)
+        logger.info("epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f", epoch, loss, acc,
+                    val_report["nll"], val_report["accuracy"])
+        if val_report["nll"] < best["loss"]:
+            best = {"loss": val_report["nll"], "epoch": epoch, "state": _snapshot(model)}
+        elif epoch - best["epoch"] >= cfg.patience:
+            logger.info("early stop: no validation improvement for %d epochs", epoch - best["epoch"])
             break
-
+        if cfg.time_budget and time.perf_counter() - started > cfg.time_budget * 60:
+            logger.info("time budget of %.0f minutes reached", cfg.time_budget)
+            break
     model.load_state_dict(best["state"])
-    model.eval()
-    val_logits = evaluate_logits(model, x_val, args.batch_size * 2)
-    before = classification_report(val_logits, y_val)
-    temperature = fit_temperature(val_logits, y_val) if len(y_val) > 1 else 1.0
-    after = classification_report(val_logits, y_val, temperature)
-    ece_cross = cross_fitted_ece(val_logits, y_val, args.seed) if len(y_val) >= 4 else after["ece"]
-    logger.info(
-        "best epoch %d: val accuracy %.4f, f1 %.4f | ECE %.4f before, %.4f after temperature "
-        "%.3f (%.4f cross-fitted)",
-        best["epoch"], after["accuracy"], after["f1"], before["ece"], after["ece"], temperature,
-        ece_cross,
-    )
-    elapsed = time.perf_counter() - started
-    metrics = {
-        "validation": {**after, "ece_uncalibrated": before["ece"], "ece_cross_fitted": ece_cross},
-        "best_epoch": best["epoch"],
-        "history": history.__dict__,
-        "train_examples": len(train_set),
-        "val_examples": len(val_set),
-        "training_seconds": round(elapsed, 1),
+    history.best_epoch = best["epoch"]
+    return history
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train_epoch(cfg: TrainConfig, model: SentimentRNN, optimiser: torch.optim.Optimizer,
+                data: Encoded, chosen: list[int], rng: random.Random, desc: str) -> tuple[float, float]:
+    """One pass over the chosen examples in length-bucketed batches: (mean loss, accuracy)."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    batch_size = cfg.finetune_batch_size if cfg.init_from else cfg.batch_size
+    batches = length_buckets([len(data.ids[i]) for i in chosen], batch_size, rng)
+    if cfg.dry_run:
+        batches = batches[:1]
+    seen = correct = 0
+    loss_sum = 0.0
+    bar = tqdm(batches, desc=desc, unit="batch", file=sys.stderr, mininterval=5)
+    for batch in bar:
+        rows = [chosen[i] for i in batch]
+        ids, lens = pad_batch([data.ids[i] for i in rows])
+        target = data.labels[rows]
+        logits = model(ids, lens)
+        loss = loss_fn(logits, target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimiser.step()
+        seen += len(rows)
+        correct += int((logits.argmax(1) == target).sum())
+        loss_sum += float(loss.detach()) * len(rows)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
+    bar.close()
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def score(model: SentimentRNN, ids: list[list[int]], batch_size: int = 256) -> torch.Tensor:
+    """Logits (N, C) in input order (eval mode), through the batched scorer prediction uses."""
+    return in_length_batches(ids, lambda batch: model_logits(model, batch), batch_size,
+                             model.config.num_classes)
+
+
+# ---------------------------------------------------------------- stage 4: calibrate
+
+
+def validation_mix(val: dict[str, Encoded], cap: int, seed: int) -> Encoded:
+    """Up to `cap` examples of every validation set, so no set dominates calibration."""
+    rng = random.Random(seed)
+    ids: list[list[int]] = []
+    labels, lengths = [], []
+    for enc in val.values():
+        keep = sorted(rng.sample(range(len(enc.ids)), min(cap, len(enc.ids))))
+        ids += [enc.ids[i] for i in keep]
+        labels.append(enc.labels[keep])
+        lengths.append(enc.lengths[keep])
+    return Encoded(ids, torch.cat(labels), torch.cat(lengths))
+
+
+def calibrate(model: SentimentRNN, mix: Encoded, val: dict[str, Encoded], seed: int) -> tuple[float, dict]:
+    """Temperature fitted on the mix; metrics per validation set and length band after it."""
+    logits = score(model, mix.ids)
+    before = classification_report(logits, mix.labels)
+    temperature = fit_temperature(logits, mix.labels) if len(mix.labels) > 1 else 1.0
+    after = classification_report(logits, mix.labels, temperature)
+    metrics: dict[str, Any] = {
+        "validation": {**after, "ece_uncalibrated": before["ece"],
+                       "ece_cross_fitted": cross_fitted_ece(logits, mix.labels, seed)},
+        "by_length": rows_by_length(logits, mix.labels, mix.lengths, temperature),
+        "by_source": {},
     }
-    ckpt = Checkpoint(
-        model=model, pipeline=pipeline, labels=labels, temperature=temperature,
-        metrics=metrics,
-        extra={"command": "python -m model.train " + " ".join(sys.argv[1:]),
-               "torch_threads": torch.get_num_threads()},
+    for name, enc in val.items():
+        set_logits = score(model, enc.ids)
+        metrics["by_source"][name] = {
+            **summary_row(set_logits, enc.labels, temperature),
+            "ece_cross_fitted": cross_fitted_ece(set_logits, enc.labels, seed),
+            "by_length": rows_by_length(set_logits, enc.labels, enc.lengths, temperature),
+        }
+    return temperature, metrics
+
+
+def log_metrics(metrics: dict[str, Any], temperature: float) -> None:
+    v = metrics["validation"]
+    logger.info("validation mix: accuracy %.4f, f1 %.4f | ECE %.4f before, %.4f after T=%.3f "
+                "(%.4f cross-fitted)", v["accuracy"], v["f1"], v["ece_uncalibrated"], v["ece"],
+                temperature, v["ece_cross_fitted"])
+    for name, row in metrics["by_source"].items():
+        bands = "; ".join(f"{band} n={r['n']} acc {r['accuracy']:.3f} ece {r['ece']:.3f}"
+                          for band, r in row["by_length"].items())
+        logger.info("  %-22s n=%-6d acc %.4f f1 %.4f ece %.4f | %s", name, row["n"], row["accuracy"],
+                    row["f1"], row["ece"], bands)
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def train(cfg: TrainConfig) -> Checkpoint:
+    started = time.perf_counter()
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    corpus = load_corpus(cfg)
+    model, pipeline = load_for_finetuning(cfg, corpus) if cfg.init_from else build_model(cfg, corpus)
+    train_examples = [e for s in corpus.sources for e in s.train]
+    train_data = encode_examples(pipeline, train_examples, corpus.labels)
+    val = {name: encode_examples(pipeline, ex, corpus.labels) for name, ex in corpus.val_sets.items()}
+    if not val:
+        raise DataError("no validation examples: raise --val-fraction or pass --val-data")
+    mix = validation_mix(val, cap=2_500, seed=cfg.seed)
+    val.update({name: encode_examples(pipeline, ex, corpus.labels)
+                for name, ex in corpus.report_sets.items()})
+    history = fit(cfg, model, train_data, [len(s.train) for s in corpus.sources],
+                  [s.weight for s in corpus.sources], mix, started)
+    temperature, metrics = calibrate(model, mix, val, cfg.seed)
+    log_metrics(metrics, temperature)
+    metrics.update(
+        best_epoch=history.best_epoch,
+        history=dataclasses.asdict(history),
+        train_examples=len(train_examples), val_examples=len(mix.ids),
+        sources={s.name: {"train": len(s.train), "validation": len(s.val), "weight": s.weight}
+                 for s in corpus.sources},
+        training_seconds=round(time.perf_counter() - started, 1),
     )
-    out = save_checkpoint(ckpt, args.out)
+    ckpt = Checkpoint(
+        model=model.eval(), pipeline=pipeline, labels=corpus.labels, temperature=temperature,
+        metrics=metrics, extra={"command": "python -m model.train " + " ".join(sys.argv[1:]),
+                                "torch_threads": torch.get_num_threads(),
+                                "fine_tuned_from": cfg.init_from},
+    )
+    out = save_checkpoint(ckpt, cfg.out)
     plot_history(history, out.with_name(out.name + ".training.png"))
-    logger.info("checkpoint written to %s in %.0fs", out, elapsed)
+    logger.info("checkpoint written to %s in %.0fs", out, time.perf_counter() - started)
     return ckpt
 
 
@@ -385,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("gensim").setLevel(logging.WARNING)  # it logs every second at INFO
     args = build_parser().parse_args(argv)
     try:
-        ckpt = train(args)
+        ckpt = train(config_from_args(args))
     except (DataError, ValueError) as exc:
         logger.error("%s", exc)
         return 2

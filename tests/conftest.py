@@ -1,7 +1,9 @@
+
 """Shared fixtures: tiny checkpoints and synthetic reviews built on the spot (no dataset)."""
 
 from __future__ import annotations
 
+import csv
 import random
 from pathlib import Path
 
@@ -30,6 +32,17 @@ def synthetic_reviews(n: int, seed: int = 0) -> list[tuple[str, str]]:
             words.insert(rng.randrange(len(words) + 1), rng.choice(cue))
         reviews.append((" ".join(words).capitalize() + ".", label))
     return reviews
+
+
+def write_synthetic_csv(
+    path: Path, n: int, seed: int, header: tuple[str, str] = ("text", "label")
+) -> Path:
+    """`synthetic_reviews(n, seed)` as a CSV file with the given column names."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(synthetic_reviews(n, seed))
+    return path
 
 
 def build_checkpoint(

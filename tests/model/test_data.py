@@ -8,6 +8,7 @@ import pytest
 from model.data import (
     DataError,
     load_examples,
+    normalise_label,
     read_aclimdb_unlabelled,
     read_csv,
     read_jsonl,
@@ -82,8 +83,13 @@ def test_csv_counts_bad_rows_with_line_numbers(tmp_path: Path) -> None:
     assert "2 bad" in report.summary()
     with pytest.raises(DataError, match=r"reviews.csv: line 3: missing or empty 'review'"):
         read_csv(path, "review", "sentiment", strict=True)
-    with pytest.raises(DataError, match="line 1: no column label, text in the header"):
-        read_csv(path)
+    assert read_csv(path)[0] == examples  # review/sentiment columns are found without help
+    other = tmp_path / "other.csv"
+    other.write_text("words,mood\nfine,1\n")
+    with pytest.raises(DataError, match=r"other.csv: line 1: no text column among \['words', 'mood'\]"):
+        read_csv(other)
+    with pytest.raises(DataError, match="line 1: no label column 'stars' in the header"):
+        read_csv(path, "review", "stars")
 
 
 def test_jsonl_counts_bad_rows_with_line_numbers(tmp_path: Path) -> None:
@@ -98,7 +104,7 @@ def test_jsonl_counts_bad_rows_with_line_numbers(tmp_path: Path) -> None:
     ]
     path.write_text("\n".join(rows) + "\n")
     examples, report = read_jsonl(path)
-    assert [(e.text, e.label) for e in examples] == [("Loved it", "1"), ("Hated it", "0")]
+    assert [(e.text, e.label) for e in examples] == [("Loved it", "positive"), ("Hated it", "negative")]
     assert [line for line, _ in report.bad] == [2, 3, 6]
     with pytest.raises(DataError, match="reviews.jsonl: line 2: invalid JSON"):
         read_jsonl(path, strict=True)
@@ -121,3 +127,32 @@ def test_read_texts_formats(tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_text('{"text": "hi"}\n{"body": "x"}\n')
     with pytest.raises(DataError, match="line 2: no string field 'text'"):
         read_texts(tmp_path / "a.jsonl")
+
+
+def test_tsv_with_glue_header_and_unquoted_text(tmp_path: Path) -> None:
+    path = tmp_path / "dev.tsv"
+    path.write_text('label\tcontent\n0\tit \'s a "charming" , dull film .\n1\tloved it\n')
+    examples, report = load_examples(path)
+    assert [(e.text, e.label) for e in examples] == [
+        ('it \'s a "charming" , dull film .', "negative"), ("loved it", "positive"),
+    ]
+    assert report.read == 2 and not report.bad
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("0", "negative"), ("1", "positive"), ("neg", "negative"), ("POS", "positive"),
+    (" Negative ", "negative"), ("positive", "positive"),
+])
+def test_labels_map_onto_one_label_set(raw: str, expected: str) -> None:
+    assert normalise_label(raw) == expected
+
+
+def test_a_label_that_maps_nowhere_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    csv_path = tmp_path / "mine.csv"
+    csv_path.write_text("text,label\ngood,pos\nmeh,neutral\n")
+    with pytest.raises(DataError, match=r"mine.csv: line 3: label 'neutral' maps to no class"):
+        load_examples(csv_path)
+    jsonl_path = tmp_path / "mine.jsonl"
+    jsonl_path.write_text('{"text": "ok", "label": 1}\n{"text": "ok", "label": 3}\n')
+    with pytest.raises(DataError, match=r"mine.jsonl: line 2: label '3' maps to no class"):
+        load_examples(jsonl_path)

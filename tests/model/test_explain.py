@@ -111,6 +111,7 @@ def test_spans_are_code_point_offsets_into_the_raw_text(tiny: Predictor) -> None
     text = "😀 The ﬁlm<br />was ｗｏｎｄｅｒｆｕｌ"
     got = [(t.token, t.start, t.end, text[t.start : t.end]) for t in explain(tiny, text)]
     assert got == [
+        ("😀", 0, 1, "😀"),  # astral-plane emoji: one code point, one token
         ("the", 2, 5, "The"),
         ("film", 6, 9, "ﬁlm"),  # one ligature character in the text, two letters in the token
         ("was", 15, 18, "was"),

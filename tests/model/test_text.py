@@ -1,5 +1,9 @@
+import pytest
+
 from model.text import (
+    LEGACY_TOKENIZER,
     PAD_ID,
+    TOKENIZER,
     UNK_ID,
     TextConfig,
     TextPipeline,
@@ -13,7 +17,7 @@ from model.text import (
 def test_tokenize_normalises_breaks_case_and_unicode() -> None:
     text = "GREAT film!<br /><br />Don’t miss it?! Ｆｕｌｌ-width ﬁne"
     assert tokenize(text) == [
-        "great", "film", "!", "don't", "miss", "it", "?", "!", "full", "width", "fine",
+        "great", "film", "!", "do", "n't", "miss", "it", "?", "!", "full", "width", "fine",
     ]
     assert tokenize("Keep Case", lowercase=False) == ["Keep", "Case"]
 
@@ -65,3 +69,70 @@ def test_token_entry_points_agree_with_the_text_ones() -> None:
     assert from_text.vocab.tokens == from_tokens.vocab.tokens
     review = "A good, good film with a bad ending!"
     assert from_text.encode(review) == from_text.encode_tokens(tokenize(review))
+
+
+@pytest.mark.parametrize("text,tokens", [
+    # contractions split as SST-2 (Penn Treebank) writes them, so both spellings agree
+    ("I didn't like it", ["i", "did", "n't", "like", "it"]),
+    ("i did n't like it", ["i", "did", "n't", "like", "it"]),
+    ("It’s fine, we're here", ["it", "'s", "fine", "we", "'re", "here"]),
+    ("it 's fine", ["it", "'s", "fine"]),
+    # ratings become one of five band tokens, whatever the scale
+    ("Five stars!", ["<rating_5>", "!"]),
+    ("0/10", ["<rating_1>"]), ("1/5", ["<rating_1>"]), ("3 out of 5", ["<rating_3>"]),
+    ("7/10", ["<rating_4>"]), ("4.5/5", ["<rating_5>"]), ("one star", ["<rating_1>"]),
+    ("10 stars", ["<rating_5>"]), ("85/100", ["<rating_4>"]),
+    # numbers that are no rating stay numbers
+    ("open 24/7", ["open", "24", "7"]), ("on 9/11", ["on", "9", "11"]),
+    ("she is a star", ["she", "is", "a", "star"]),
+    # emoji kept, one token each, skin tones and presentation selectors dropped
+    ("👍🏽 ❤️ ok", ["👍", "❤", "ok"]),
+    # emoticons in one spelling per mood; URLs are not faces
+    ("great :-) :) =) (:", ["great", ":)", ":)", ":)", ":)"]),
+    ("meh :( ): :'( </3 <3", ["meh", ":(", ":(", ":(", "</3", "<3"]),
+    ("see http://x.org/a", ["see", "http", "x", "org", "a"]),
+    # content-free text has no tokens
+    ("\u200b", []), ("<br /><br />", []), ("\x00\x01", []),
+])
+def test_tokenizer_v2(text: str, tokens: list[str]) -> None:
+    assert tokenize(text) == tokens
+    assert [t.text for t in tokenize_with_spans(text)] == tokens
+
+
+def test_spelling_neighbour_reads_a_typo_as_the_most_frequent_word_one_edit_away() -> None:
+    vocab = Vocabulary(["<pad>", "<unk>", "the", "great", "grate", "excellent", "awful", "food"])
+    fixed = {w: vocab.tokens[vocab.spelling_neighbour(w)] for w in
+             ("gerat", "graet", "ecxellent", "excelent", "excellennt", "awfull", "aweful", "fod")}
+    assert fixed == {
+        "gerat": "great", "graet": "great", "ecxellent": "excellent", "excelent": "excellent",
+        "excellennt": "excellent", "awfull": "awful", "aweful": "awful",
+        "fod": "<unk>",  # too short to guess
+    }
+    assert vocab.spelling_neighbour("qwxz") == UNK_ID
+    assert vocab.ids(["the", "gerat", "zzzz"], spelling=True) == [2, 3, UNK_ID]
+    assert vocab.ids(["gerat"]) == [UNK_ID]  # off unless asked
+
+
+def test_pipeline_spelling_follows_its_config() -> None:
+    texts = ["a great film", "a great plot", "an awful film", "an awful plot"]
+    on = TextPipeline.fit(texts, TextConfig(min_freq=1, spelling=True))
+    off = TextPipeline.fit(texts, TextConfig(min_freq=1, spelling=False))
+    assert on.encode("a gerat film") == on.encode("a great film")
+    assert off.encode("a gerat film")[1] == UNK_ID
+
+
+def test_config_records_the_tokenizer_and_old_configs_read_as_legacy() -> None:
+    assert TextConfig().to_dict()["tokenizer"] == TOKENIZER
+    old = {k: v for k, v in TextConfig().to_dict().items() if k not in ("tokenizer", "spelling")}
+    assert TextConfig.from_dict(old).tokenizer == LEGACY_TOKENIZER
+
+
+def test_fast_ascii_path_agrees_with_the_span_tokenizer_on_random_text() -> None:
+    import random
+
+    pieces = [*"ab Xs't5/10:;-)(D<3 .!?,’_", " stars", " out of ", "n't", "8/10", "five star",
+              "http://", "'s", ":-)", "4.5/5", "é", "one", "someone", "👍", " star", "-star", "ten"]
+    rng = random.Random(0)
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 25)))
+        assert tokenize(text) == [t.text for t in tokenize_with_spans(text)], text

@@ -1,22 +1,19 @@
 import csv
+import dataclasses
 import json
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
 from model import evaluate, predict, train
-from model.checkpoint import load_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.metrics import expected_calibration_error, fit_temperature, macro_f1
-from tests.conftest import synthetic_reviews
+from model.text import TOKENIZER, TextPipeline
+from tests.conftest import synthetic_reviews, write_synthetic_csv
 
-
-def _write_csv(path: Path, n: int, seed: int) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(synthetic_reviews(n, seed))
-    return path
+_write_csv = write_synthetic_csv
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +93,133 @@ def test_metrics() -> None:
     logits = torch.tensor([[4.0, -4.0], [-4.0, 4.0]] * 10 + [[4.0, -4.0]] * 5)
     targets = torch.tensor([0, 1] * 10 + [1] * 5)
     assert fit_temperature(logits, targets) > 1.0  # overconfident logits get softened
+
+
+def _write_tsv(path: Path, n: int, seed: int, short: bool = True) -> Path:
+    """An SST-2-like TSV: `label<TAB>sentence`, 0/1 labels, short texts."""
+    rows = synthetic_reviews(n, seed)
+    lines = ["label\tsentence"]
+    for text, label in rows:
+        words = text.split()[:8] if short else text.split()
+        lines.append(f"{1 if label == 'positive' else 0}\t{' '.join(words)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_is_built_from_train_config() -> None:
+    parser = train.build_parser()
+    flags = {a.dest: a for a in parser._actions if a.dest != "help"}
+    fields = {f.name: f for f in dataclasses.fields(train.TrainConfig)}
+    assert set(flags) == set(fields)
+    for name, f in fields.items():
+        assert flags[name].help == f.metadata["help"]  # every field documented, one source
+        if f.default is not dataclasses.MISSING and not isinstance(flags[name].default, list):
+            assert flags[name].default == f.default
+    cfg = train.config_from_args(parser.parse_args(
+        ["--data", "a.csv", "--data", "b.tsv", "--weight", "1", "--weight", "0.5", "--out", "o",
+         "--no-bidirectional", "--hidden-dim", "7"]))
+    assert cfg.data == ["a.csv", "b.tsv"] and cfg.weights == [1.0, 0.5]
+    assert cfg.bidirectional is False and cfg.hidden_dim == 7 and cfg.val_data == []
+    with pytest.raises(ValueError, match="2 --weight values for 1 --data"):
+        train.TrainConfig(data=["a"], weight=[1, 2], out="o")
+
+
+def test_epoch_sample_follows_the_weights() -> None:
+    rng = random.Random(0)
+    picked = train.epoch_sample([100, 1000], [1.0, 1.0], 400, rng)
+    assert len(picked) == 400
+    assert sum(i < 100 for i in picked) == 200  # the small source is drawn twice over
+    assert len({i for i in picked if i >= 100}) == 200  # the large one without repeats
+
+
+def _write_long_csv(path: Path, n: int, seed: int) -> Path:
+    """Reviews of several sentences and > 100 words, each sentence a synthetic review."""
+    parts = synthetic_reviews(n * 6, seed)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(n):
+            label = parts[2 * i][1] if i % 2 == 0 else parts[2 * i + 1][1]
+            same = [t for t, lab in parts if lab == label][3 * (i // 2) : 3 * (i // 2) + 6]
+            writer.writerow([" ".join(same), label])
+    return path
+
+
+def test_two_sources_train_one_model_with_per_source_and_length_metrics(tmp_path: Path) -> None:
+    long_reviews = _write_long_csv(tmp_path / "long.csv", 200, seed=11)
+    short = _write_tsv(tmp_path / "short.tsv", 300, seed=12)
+    dev = _write_tsv(tmp_path / "sentences.tsv", 80, seed=13)
+    out = tmp_path / "multi"
+    assert train.main([
+        "--data", str(long_reviews), "--data", str(short), "--weight", "1", "--weight", "2",
+        "--val-data", str(dev), "--out", str(out), "--embed-dim", "16",
+        "--hidden-dim", "16", "--min-freq", "1", "--lr", "0.01", "--augment", "0.1",
+        "--crops", "0.1", "--seed", "4", "--epochs", "8", "--patience", "8",
+    ]) == 0
+    ckpt = load_checkpoint(out)
+    metrics = ckpt.metrics
+    assert set(metrics["by_source"]) >= {"long", "short", "sentences"}
+    assert metrics["sources"]["short"]["weight"] == 2.0
+    assert {"rules", "crops"} <= set(metrics["sources"]) and "crops-of-validation" in metrics["by_source"]
+    assert ">100" in metrics["by_source"]["long"]["by_length"]
+    for row in metrics["by_source"].values():
+        assert {"n", "accuracy", "f1", "ece", "nll", "by_length"} <= set(row)
+    assert set(metrics["by_source"]["sentences"]["by_length"]) == {"<=20"}
+    assert metrics["by_source"]["sentences"]["accuracy"] >= 0.8
+    assert train.source_name("../data/sst2/dev.tsv") == "sst2/dev"
+    assert ckpt.pipeline.config.tokenizer == TOKENIZER
+
+
+def test_finetuning_adds_new_words_and_adapts(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    assert train.main(["--data", str(_write_csv(tmp_path / "b.csv", 300, seed=21)), "--out",
+                       str(base), "--epochs", "3", "--embed-dim", "16", "--hidden-dim", "16",
+                       "--min-freq", "1", "--lr", "0.01"]) == 0
+    # The new domain speaks of its own words: "zesty" is good, "soggy" bad.
+    mine = tmp_path / "mine.csv"
+    rng = random.Random(3)
+    rows = [("zesty", "positive"), ("soggy", "negative")] * 100
+    with mine.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "sentiment"])
+        for word, label in rows:
+            writer.writerow([f"the {rng.choice(['soup', 'bread', 'tea'])} was {word}", label])
+    tuned = tmp_path / "tuned"
+    assert train.main(["--init-from", str(base), "--data", str(mine), "--out", str(tuned),
+                       "--epochs", "8", "--patience", "4", "--finetune-lr", "0.005",
+                       "--val-fraction", "0.2"]) == 0
+    before, after = load_checkpoint(base), load_checkpoint(tuned)
+    assert after.model.config.hidden_dim == before.model.config.hidden_dim
+    assert after.pipeline.vocab.tokens[: len(before.pipeline.vocab)] == before.pipeline.vocab.tokens
+    assert {"zesty", "soggy"} <= set(after.pipeline.vocab.tokens)
+    assert after.extra["fine_tuned_from"] == str(base)
+    from model.predictor import Predictor
+
+    probs = Predictor(after).predict_texts(["the tea was zesty", "the bread was soggy"])
+    assert probs[0, 1] > 0.5 > probs[1, 1]
+
+
+def test_evaluate_several_sets_prints_rows(trained: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out, heldout = trained
+    short = _write_tsv(tmp_path / "short.tsv", 60, seed=31)
+    assert evaluate.main(["--checkpoint", str(out), "--data", str(heldout), "--data", str(short),
+                          "--json", "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["set"] for r in rows] == ["heldout", "short"] and rows[1]["n"] == 60
+    assert all({"n", "accuracy", "f1", "ece", "nll", "by_length"} <= set(r) for r in rows)
+    assert evaluate.main(["--checkpoint", str(out), "--data", str(heldout), "--data", str(short),
+                          "--by-length", "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "heldout" in table and "short" in table and "<=20 tokens" in table
+
+
+def test_a_checkpoint_of_another_tokenizer_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    out, _ = trained
+    copy = tmp_path / "old"
+    ckpt = load_checkpoint(out)
+    ckpt.pipeline = TextPipeline(dataclasses.replace(ckpt.pipeline.config, tokenizer="words/1"),
+                                 ckpt.pipeline.vocab)
+    save_checkpoint(ckpt, copy)
+    with pytest.raises(CheckpointError, match="built by tokenizer 'words/1'.*Retrain"):
+        load_checkpoint(copy)
