@@ -359,3 +359,75 @@ class TextPipeline:
     @classmethod
     def fit_tokens(cls, token_lists: Iterable[list[str]], config: TextConfig) -> TextPipeline:
         return cls(config, Vocabulary.build(token_lists, config.min_freq, config.max_vocab))
+
+
+# -- reading only what truncation keeps ---------------------------------------------------------
+
+_SPACE_RUN = re.compile(r"\s+")
+_LAST_SPACE_RUN = re.compile(r"(?s:.*\S)?(\s+)")  # the last run of whitespace in a range
+_TAG_REACH = 256  # characters looked back for an unclosed "<" (a markup tag can hold spaces)
+_MAX_TRIES = 16  # unsafe cuts skipped before giving up (then the whole text is tokenized)
+
+
+def _safe_cut(text: str, start: int) -> bool:
+    """Whether the whitespace run starting at `start` splits the token list exactly: no token
+    holds whitespace, but markup the pipeline blanks out (a `<br />` tag) can."""
+    before = text.rfind("<", max(0, start - _TAG_REACH), start)
+    return before < 0 or text.rfind(">", before, start) >= 0
+
+
+def _cut_after(text: str, at: int) -> int:
+    """The start of the first safe whitespace run that begins at or after `at` (or len(text))."""
+    if 0 < at < len(text) and text[at - 1].isspace():
+        at = _SPACE_RUN.match(text, at - 1).end()  # type: ignore[union-attr]  # not mid-run
+    for _ in range(_MAX_TRIES):
+        match = _SPACE_RUN.search(text, at)
+        if match is None:
+            break
+        if _safe_cut(text, match.start()):
+            return match.start()
+        at = match.end()
+    return len(text)
+
+
+def _cut_before(text: str, at: int, floor: int) -> int:
+    """The end of the last safe whitespace run within [floor, at) (or `floor`)."""
+    for _ in range(_MAX_TRIES):
+        match = _LAST_SPACE_RUN.match(text, floor, at)
+        if match is None:
+            break
+        start, end = match.span(1)
+        if start > floor and _safe_cut(text, start):
+            return end
+        at = start
+    return floor
+
+
+def tokenize_kept(text: str, config: TextConfig, chars_per_token: int = 8) -> list[str]:
+    """`truncate(tokenize(text), ...)` with `config`'s settings, reading about as much of `text`
+    as the kept tokens need: of a long review only a prefix (for the head) and a suffix (for
+    the tail) are tokenized, each cut at whitespace (outside markup), where tokens end.
+
+    A side with fewer tokens than it keeps is widened (doubling); once the two sides meet,
+    the whole text is tokenized.
+    """
+    max_tokens = config.max_tokens
+    head, tail = truncation_window(max_tokens + 1, max_tokens, config.head_fraction)
+    size = len(text)
+    reach_head, reach_tail = head * chars_per_token, tail * chars_per_token
+    while reach_head + reach_tail < size:
+        prefix_end = _cut_after(text, reach_head) if head else 0
+        suffix_start = _cut_before(text, size - reach_tail, prefix_end) if tail else size
+        if suffix_start <= prefix_end:
+            break
+        first = tokenize(text[:prefix_end], config.lowercase) if head else []
+        last = tokenize(text[suffix_start:], config.lowercase) if tail else []
+        enough_head, enough_tail = len(first) >= head, len(last) >= tail
+        # More than max_tokens in all (the middle only adds), so the text is truncated.
+        if enough_head and enough_tail and len(first) + len(last) > max_tokens:
+            return first[:head] + last[len(last) - tail :]
+        if not enough_head or enough_tail:
+            reach_head *= 2
+        if not enough_tail or enough_head:
+            reach_tail *= 2
+    return truncate(tokenize(text, config.lowercase), max_tokens, config.head_fraction)

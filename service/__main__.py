@@ -8,6 +8,7 @@ accepted or queued complete, then the process exits 0.
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from service.config import Settings, describe_error
 from service.logs import configure_logging
+from service.protocol import guarded_protocol
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -28,6 +30,11 @@ logger = logging.getLogger("service")
 EXIT_BAD_SETTINGS = 2
 EXIT_BAD_CHECKPOINT = 3
 EXIT_START_FAILED = 4
+
+# Descriptors beyond MAX_CONNECTIONS: the checkpoint, logs, torch's files, the listening socket.
+FD_RESERVE = 64
+# Never ask for more than this, even where the hard limit is unlimited.
+FD_CEILING = 1 << 20
 
 
 class DrainingServer(uvicorn.Server):
@@ -67,6 +74,28 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards the hard limit (many systems start at 1,024, below
+    a busy server's connection count); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = FD_CEILING if hard == resource.RLIM_INFINITY else min(hard, FD_CEILING)
+    target = max(soft, ceiling)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logger.warning("service: cannot raise RLIMIT_NOFILE from %d: %s", soft, exc)
+    if soft < wanted:
+        logger.warning(
+            "service: RLIMIT_NOFILE is %d, below MAX_CONNECTIONS plus a reserve (%d): beyond it "
+            "connections are refused by the kernel, not answered with 503",
+            soft,
+            wanted,
+        )
+    return soft
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -92,6 +121,7 @@ def serve(settings: Settings) -> int:
         logger.critical("service: cannot load the checkpoint: %s", exc)
         return EXIT_BAD_CHECKPOINT
     app = create_app(settings, checkpoint=checkpoint)
+    raise_fd_limit(settings.max_connections + FD_RESERVE)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -101,6 +131,11 @@ def serve(settings: Settings) -> int:
         proxy_headers=False,  # client addresses are not used; saves a layer per request
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or 1,
         server_header=False,
+        http=guarded_protocol(
+            header_timeout_s=settings.body_timeout_s,
+            max_header_bytes=settings.max_header_bytes,
+            max_connections=settings.max_connections,
+        ),
     )
     server = DrainingServer(config, app.state.runtime, settings.drain_delay_s)
     server.run()

@@ -7,7 +7,11 @@ loop with one `call_soon_threadsafe` per batch.
 
 Policy, in short:
 * The queue is bounded (`max_queue` items); a submission that doesn't fit is refused at once
-  (QueueFull), as is one that could not be served before its deadline at the measured rate.
+  (QueueFull), as is one that could not be served before its deadline. That estimate counts
+  work, not items: each item has a size (`size_of`, e.g. its tokens), and the time of a call
+  is learnt from every call (full or not) as a fixed cost plus a cost per unit of size. An
+  idle batcher takes any submission, so a wrong estimate is corrected instead of refusing
+  forever.
 * A batch never waits for batch-mates unless more work is likely: under a steady load the
   previous batch's callers come back, so we wait (at most `max_wait_s` after the oldest item
   arrived) until as many items are queued as the last batch held, and stop as soon as the
@@ -83,10 +87,51 @@ _Outcome = tuple[Job[Any, Any], Any, BaseException | None]
 class _Stats:
     last_size: int = 0
     last_end: float = 0.0
-    rate: float = 0.0  # items per second of handler time in full batches, smoothed
     batches: int = 0
     items: int = 0
     arrivals: int = 0
+
+
+@dataclass
+class CallCost:
+    """Seconds per handler call ~ `fixed` + `per_unit` * units, fitted by exponentially
+    weighted least squares over recent calls (each call weighs `decay` times the one after)."""
+
+    decay: float = 0.9
+    _w: float = 0.0
+    _x: float = 0.0
+    _y: float = 0.0
+    _xx: float = 0.0
+    _xy: float = 0.0
+
+    def observe(self, units: float, seconds: float) -> None:
+        d = self.decay
+        self._w = d * self._w + 1.0
+        self._x = d * self._x + units
+        self._y = d * self._y + seconds
+        self._xx = d * self._xx + units * units
+        self._xy = d * self._xy + units * seconds
+
+    @property
+    def known(self) -> bool:
+        return self._w > 0 and self._x > 0
+
+    def fit(self) -> tuple[float, float]:
+        """(fixed seconds per call, seconds per unit); (0, 0) before any call."""
+        if not self.known:
+            return 0.0, 0.0
+        spread = self._w * self._xx - self._x * self._x
+        if spread > 1e-9 * self._w * self._xx:
+            per_unit = (self._w * self._xy - self._x * self._y) / spread
+            fixed = (self._y - per_unit * self._x) / self._w
+            if per_unit > 0 and fixed >= 0:
+                return fixed, per_unit
+        # Calls all of one size, or a fit with a negative term: proportional to the units.
+        return 0.0, self._xy / self._xx
+
+    def seconds(self, calls: int, units: float) -> float:
+        fixed, per_unit = self.fit()
+        return calls * fixed + units * per_unit
 
 
 @dataclass
@@ -128,6 +173,10 @@ class Batcher(Generic[T, R]):
         self._closing = False
         self._idle = False  # the worker is blocked in a wait (read and written under the lock)
         self._stats = _Stats()
+        self.cost = CallCost()
+        self._queued_units = 0  # sum of the sizes in the queue (under the lock)
+        self._busy = False  # a call is being made (read under the lock)
+        self._busy_units = 0  # the sum of its sizes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -181,11 +230,13 @@ class Batcher(Generic[T, R]):
             Job(p, size_of(p) if size_of else 1, now, deadline, loop.create_future())
             for p in payloads
         ]
+        units = sum(job.size for job in jobs)
         with self._cond:
             if self._closing:
                 raise BatcherClosed("not accepting work")
-            self._admit(len(jobs), deadline - now)
+            self._admit(len(jobs), units, deadline - now)
             self._queue.extend(jobs)
+            self._queued_units += units
             self._stats.arrivals += len(jobs)
             if self._idle:  # a busy worker looks at the queue anyway: spare the wake-up call
                 self._cond.notify()
@@ -193,7 +244,11 @@ class Batcher(Generic[T, R]):
 
     async def run(self, payloads: Sequence[T], deadline: float) -> tuple[list[R], int]:
         """Submit and wait: (results in order, largest batch they were part of)."""
-        jobs = self.submit(payloads, deadline)
+        return await self.wait(self.submit(payloads, deadline), deadline)
+
+    async def wait(self, jobs: list[Job[T, R]], deadline: float) -> tuple[list[R], int]:
+        """The results of submitted jobs, in order, and the largest batch they were part of;
+        DeadlineExceeded (and the jobs dropped) if they are not ready by `deadline`."""
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 if len(jobs) == 1:
@@ -201,23 +256,36 @@ class Batcher(Generic[T, R]):
                 else:
                     results = list(await asyncio.gather(*(job.future for job in jobs)))
         except TimeoutError as exc:
-            self._abandon(jobs)
+            self.cancel(jobs)
             raise DeadlineExceeded("deadline passed before the result was ready") from exc
         except BaseException:
-            self._abandon(jobs)
+            self.cancel(jobs)
             raise
         return results, max(job.batch_size for job in jobs)
 
-    def _admit(self, count: int, time_left: float) -> None:
+    def _admit(self, count: int, units: int, time_left: float) -> None:
+        """Refuse (QueueFull) what does not fit the queue, or could not be done in time."""
         depth = len(self._queue)
-        rate = self._stats.rate
-        expected_wait = (depth + count) / rate if rate > 0 else 0.0
-        if depth + count > self.config.max_queue or expected_wait > time_left:
-            retry = depth / rate if rate > 0 else 1.0
-            raise QueueFull(retry_after=min(60.0, max(1.0, math.ceil(retry))))
+        if depth + count > self.config.max_queue:
+            raise QueueFull(retry_after=self._retry_after())
+        if depth == 0 and not self._busy:
+            return  # idle: try it, and learn from it
+        if self._seconds_until_done(count, units) > time_left:
+            raise QueueFull(retry_after=self._retry_after())
+
+    def _seconds_until_done(self, count: int, units: int) -> float:
+        """Expected seconds until the call in progress, the queue, and `count` more items of
+        `units` in all are done (lock held)."""
+        items = len(self._queue) + count
+        calls = math.ceil(items / self.config.max_batch_size) + (1 if self._busy else 0)
+        return self.cost.seconds(calls, self._busy_units + self._queued_units + units)
+
+    def _retry_after(self) -> float:
+        return min(60.0, max(1.0, math.ceil(self._seconds_until_done(0, 0))))
 
     @staticmethod
-    def _abandon(jobs: Sequence[Job[Any, Any]]) -> None:
+    def cancel(jobs: Sequence[Job[Any, Any]]) -> None:
+        """Give up on submitted jobs: those not yet taken are dropped unprocessed."""
         for job in jobs:
             job.abandoned = True
             if not job.future.done():
@@ -250,6 +318,8 @@ class Batcher(Generic[T, R]):
                     return None
                 self._gather()
                 jobs, dead = self._take(time.monotonic())
+                self._queued_units = sum(job.size for job in self._queue)
+                self._busy, self._busy_units = bool(jobs), sum(job.size for job in jobs)
                 if dead:
                     self._fail(dead, DeadlineExceeded("expired in the queue"))
                 if jobs:
@@ -316,11 +386,9 @@ class Batcher(Generic[T, R]):
             job.batch_size = len(jobs)
         self._deliver(outcomes)
         stats = self._stats
-        if len(jobs) == self.config.max_batch_size:
-            # Only full batches: a deep queue is served in full batches, and small ones would
-            # understate the throughput (and so refuse work we could do in time).
-            sample = len(jobs) / max(end - start, 1e-6)
-            stats.rate = sample if stats.rate == 0 else 0.8 * stats.rate + 0.2 * sample
+        with self._cond:
+            self.cost.observe(sum(job.size for job in jobs), end - start)
+            self._busy, self._busy_units = False, 0
         stats.last_size, stats.last_end = len(jobs), end
         stats.batches += 1
         stats.items += len(jobs)

@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         default=5.0, gt=0, le=3600, description="Deadline for receiving the body (slow -> 408)."
     )
+    max_header_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        le=16 << 20,
+        description="Request line + headers limit, bytes (beyond -> 431, never read whole).",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Open connections; a request beyond gets 503 (raise RLIMIT_NOFILE to fit).",
+    )
     torch_threads: int = Field(
         default=1, ge=0, le=256, description="torch intra-op threads (0 = torch's default)."
     )

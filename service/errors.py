@@ -140,15 +140,32 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def allowed_methods(declared: str) -> str:
+    """The Allow header of a route: what it declares, plus HEAD with GET (the middleware answers
+    it) and OPTIONS (answered here)."""
+    methods = [m.strip() for m in declared.split(",") if m.strip()]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")
+    if "OPTIONS" not in methods:
+        methods.append("OPTIONS")
+    return ", ".join(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    headers = dict(exc.headers or {})
+    method = getattr(request.state, "method", request.method)  # HEAD arrives here as GET
+    if status == 405 and "Allow" in headers:
+        headers["Allow"] = allowed_methods(headers["Allow"])
+        if method == "OPTIONS":  # a route that exists: say what it takes, no error
+            return Response(status_code=204, headers=headers)
     message = exc.detail if isinstance(exc.detail, str) else _TYPES_BY_STATUS.get(status, "error")
     if status == 404:
         message = f"No route for {request.url.path}"
     elif status == 405:
-        message = f"Method {request.method} not allowed on {request.url.path}"
-    return error_response(status, message, request_id=request_id_of(request), headers=exc.headers)
+        message = f"Method {method} not allowed on {request.url.path}"
+    return error_response(status, message, request_id=request_id_of(request), headers=headers)
 
 
 async def _request_validation_error(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,7 @@ from typing import Any
 from model.checkpoint import Checkpoint
 from model.predictor import Predictor
 from model.rnn import parameter_summary
+from model.text import tokenize_kept
 
 logger = logging.getLogger("service.inference")
 
@@ -31,7 +32,11 @@ class SentimentModel:
         self.model_id = checkpoint.model_id
 
     def decode(self, text: str) -> list[int]:
-        return self.predictor.encode(text)
+        """The ids the model reads; [] when the pipeline finds no token in `text`. Only the
+        kept ends of a long review are tokenized (`tokenize_kept`)."""
+        pipeline = self.checkpoint.pipeline
+        tokens = tokenize_kept(text, pipeline.config)
+        return pipeline.encode_tokens(tokens) if tokens else []
 
     def predict(self, batch: list[list[int]]) -> list[list[float]]:
         return self.predictor.predict_ids(batch).tolist()
@@ -96,7 +101,9 @@ class Explainer:
         self.explain_fn = explain_fn
         self.max_tokens = max_tokens
 
-    def explain(self, texts: list[str]) -> list[list[dict[str, Any]]]:
+    def explain(self, items: list[tuple[str, int]]) -> list[list[dict[str, Any]]]:
+        """Attributions for (text, its token count) pairs; the count only sizes the work."""
+        texts = [text for text, _ in items]
         rows = self.explain_fn(self.predictor, texts, max_tokens=self.max_tokens)
         return [
             [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import queue
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -41,19 +42,45 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# Line breaks, ANSI escapes and every other control or separator character: a client-chosen
+# string (a decoded path, say) must not start a forged line or repaint a terminal.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\\\" if char == "\\" else char.encode("unicode_escape").decode("ascii")
+
+
+def escape(value: object) -> str:
+    """`value` as one printable line: control characters become Python-style escapes (and a
+    backslash is doubled, so an escape in the log always came from here)."""
+    return _UNSAFE.sub(_escape_char, str(value))
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The traceback is added after this, with its own (trusted) line breaks.
+        return super().formatMessage(_with_message(record, escape(record.message)))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         extras = _extras(record)
         if extras:
-            pairs = " ".join(f"{k}={v}" for k, v in extras.items())
+            pairs = " ".join(f"{k}={escape(v)}" for k, v in extras.items())
             # The traceback (if any) stays last, after the fields.
             head, sep, tail = line.partition("\n")
             line = f"{head} {pairs}{sep}{tail}"
         return line
+
+
+def _with_message(record: logging.LogRecord, message: str) -> logging.LogRecord:
+    copy = logging.makeLogRecord(record.__dict__)
+    copy.message = message
+    return copy
 
 
 class _PassThroughQueueHandler(logging.handlers.QueueHandler):

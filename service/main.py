@@ -52,5 +52,9 @@ def create_app(
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(build_router(settings, runtime.request_model))
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        route_paths=lambda: [getattr(route, "path", "") for route in app.routes],
+    )
     return app

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,10 @@ _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count(1)
 
 
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
@@ -35,13 +40,32 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
             if _VALID_ID.fullmatch(candidate):
                 return candidate
             break
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+    return new_request_id()
+
+
+def as_get(scope: Scope) -> Scope:
+    """HEAD is answered as GET (load balancers probe with HEAD): the app sees a GET, and the
+    server, which still sees HEAD, sends the headers without the body."""
+    if scope.get("method") != "HEAD":
+        return scope
+    state: dict[str, Any] = scope["state"]
+    state["method"] = "HEAD"  # for messages that name the method
+    return {**scope, "method": "GET"}
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        route_paths: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        # Paths of routes that do not mark the scope (FastAPI's /docs, /openapi.json): counted
+        # under their own label, not "unmatched". Read once the app is complete.
+        self._route_paths = route_paths
+        self._known: frozenset[str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +76,8 @@ class RequestContextMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["started"] = started
+        method = scope.get("method", "")
+        scope = as_get(scope)
         id_header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
         response: dict[str, Any] = {"status": 500, "started": False}
 
@@ -95,15 +121,28 @@ class RequestContextMiddleware:
                 await send({"type": "http.response.body", "body": body})
         finally:
             self.metrics.in_flight.dec()
-            self._record(scope, state, response["status"], time.monotonic() - started, request_id)
+            seconds = time.monotonic() - started
+            self._record(scope, method, state, response["status"], seconds, request_id)
+
+    def _template(self, scope: Scope) -> str:
+        template = getattr(scope.get("route"), "path", None)
+        if template:
+            return str(template)
+        if self._known is None:
+            self._known = frozenset(self._route_paths())
+        path = scope.get("path", "")
+        return str(path) if path in self._known else "unmatched"
 
     def _record(
-        self, scope: Scope, state: dict[str, Any], status: int, seconds: float, request_id: str
+        self,
+        scope: Scope,
+        method: str,
+        state: dict[str, Any],
+        status: int,
+        seconds: float,
+        request_id: str,
     ) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        self.metrics.observe_request(template, method, status, seconds)
+        self.metrics.observe_request(self._template(scope), method, status, seconds)
         access_logger.info(
             "%s %s %d",
             method,

@@ -4,6 +4,7 @@ OpenAPI schema, the 422 messages and the settings always agree."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -38,9 +39,14 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
 # the check below agree exactly; str.isspace() would also count control characters.
 _SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 _NOT_SPACE = re.compile(f"[^{_SPACE}]")
+# A character the model's pipeline reads as (the start of) a token: a word character, or the
+# two punctuation marks it keeps. The server decides with the pipeline itself (no token ->
+# 422); this class only describes that rule in the schema, and tests/service/test_schemas.py
+# checks it against the pipeline for every code point. (\w as Python reads it: any script.)
+READABLE = r"[\w!?]"
 # Documents (for clients and schema-driven fuzzers) what the server enforces with its own
-# messages: something other than whitespace (else 422), and no NUL characters (else 400).
-_REVIEW_PATTERN = f"^[^\\u0000]*[^\\u0000{_SPACE}][^\\u0000]*$"
+# messages: something the model can read (else 422), and no NUL characters (else 400).
+_REVIEW_PATTERN = f"^[^\\u0000]*{READABLE}[^\\u0000]*$"
 
 
 def _not_blank(value: str) -> str:
@@ -100,13 +106,31 @@ class PredictRequest(BaseModel):
         return [self.text]
 
 
-def build_predict_request(max_chars: int, max_batch: int) -> type[PredictRequest]:
-    """PredictRequest with the configured limits."""
+def _explain_limit_in_schema(max_explain_texts: int) -> Callable[[dict[str, Any]], None]:
+    """JSON Schema for "with explain: true, at most max_explain_texts texts"."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        _exactly_one_in_schema(schema)
+        schema["anyOf"] = [
+            {"properties": {"explain": {"const": False}}},
+            {"properties": {"texts": {"maxItems": max_explain_texts}}},
+        ]
+
+    return extra
+
+
+def build_predict_request(
+    max_chars: int, max_batch: int, max_explain_texts: int | None = None
+) -> type[PredictRequest]:
+    """PredictRequest with the configured limits (`max_explain_texts` only in the schema: the
+    runtime checks it, after whether explanations are available at all)."""
     review = Annotated[str, _review_field(max_chars), AfterValidator(_not_blank)]
+    limit = max_batch if max_explain_texts is None else max_explain_texts
+    extra = _explain_limit_in_schema(limit) if limit < max_batch else _exactly_one_in_schema
 
     class ConfiguredPredictRequest(PredictRequest):
         # Same names as the base class: only the limits differ.
-        model_config = ConfigDict(title="PredictRequest")
+        model_config = ConfigDict(title="PredictRequest", json_schema_extra=extra)
 
         text: review | None = Field(default=None, description="One review.")
         texts: list[review] | None = Field(

@@ -3,6 +3,7 @@ call patched from the environment, for process-level tests:
 
     SLOW_BATCH_S=0.05   every model call first sleeps this long (to hold requests in flight)
     BROKEN_MODEL=1      every model call raises (so the warm-up fails)
+    EXPLAIN_S_PER_TOKEN=0.004   every explanation call first sleeps this long per token
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import sys
 import time
 
 from service import __main__ as entry
-from service.inference import SentimentModel
+from service.inference import Explainer, SentimentModel
 
 DELAY = float(os.environ.get("SLOW_BATCH_S", "0"))
 BROKEN = os.environ.get("BROKEN_MODEL") == "1"
+EXPLAIN_DELAY = float(os.environ.get("EXPLAIN_S_PER_TOKEN", "0"))
 _predict = SentimentModel.predict
+_explain = Explainer.explain
 
 
 def _patched_predict(self: SentimentModel, batch: list[list[int]]) -> list[list[float]]:
@@ -26,7 +29,13 @@ def _patched_predict(self: SentimentModel, batch: list[list[int]]) -> list[list[
     return _predict(self, batch)
 
 
+def _patched_explain(self: Explainer, items: list[tuple[str, int]]) -> list[list[dict[str, object]]]:
+    time.sleep(EXPLAIN_DELAY * sum(tokens for _, tokens in items))
+    return _explain(self, items)
+
+
 SentimentModel.predict = _patched_predict  # type: ignore[method-assign]
+Explainer.explain = _patched_explain  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(entry.main())

@@ -2,6 +2,10 @@
 and invalid requests alike must get schema-conformant answers, never a 5xx, and every
 non-2xx answer must have the one error shape.
 
+Every check schemathesis has runs (`--checks all`): besides conformance, a schema-valid
+request must not be refused (so every limit the server enforces is in the schema) and a
+schema-invalid one must not be accepted.
+
 FUZZ_EXAMPLES sets the cases per operation (a few dozen in the normal test run; `make fuzz`
 asks for thousands).
 """
@@ -17,6 +21,7 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402  (after the skip)
+from schemathesis.checks import CHECKS, load_all_checks  # noqa: E402
 
 from service.config import Settings  # noqa: E402
 from service.main import create_app  # noqa: E402
@@ -25,12 +30,16 @@ from tests.service.test_e2e import server  # noqa: E402
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
-# Small limits, so that generated bodies run into them (and stay cheap to score).
-LIMITS = {"MAX_CHARS": "300", "MAX_BATCH": "8"}
+# Small limits, so that generated bodies run into them (and stay cheap to score); fewer texts
+# may be explained than sent, so that the explain limit is exercised too.
+LIMITS = {"MAX_CHARS": "300", "MAX_BATCH": "8", "MAX_EXPLAIN_TEXTS": "3"}
+SETTINGS = Settings(max_chars=300, max_batch=8, max_explain_texts=3)
 
 # The schema the server will publish, built in-process now (building the app loads nothing),
 # since the cases are generated at collection time, before the server runs.
-schema = schemathesis.openapi.from_dict(create_app(Settings(max_chars=300, max_batch=8)).openapi())
+schema = schemathesis.openapi.from_dict(create_app(SETTINGS).openapi())
+load_all_checks()
+ALL_CHECKS = CHECKS.get_all()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +63,7 @@ def test_published_schema_is_the_one_fuzzed(live_url: str) -> None:
 )
 def test_server_conforms_to_its_schema(case: Any, live_url: str) -> None:
     response = case.call(base_url=live_url, timeout=30)
-    case.validate_response(response)
+    case.validate_response(response, checks=ALL_CHECKS)
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         error = response.json()["error"]
