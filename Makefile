@@ -44,7 +44,7 @@ bench: $(VENV)/.dev ## offline ceiling, served load, batching policy, start-up (
 bench-smoke: $(VENV)/.dev
 	$(BIN)/python -m bench.run --smoke
 
-fuzz: $(VENV)/.dev ## thousands of schemathesis cases against the real server
+fuzz: $(VENV)/.dev ## 2,000 schemathesis cases per operation, every check (--checks all), real server
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q tests/service/test_fuzz.py -p no:cacheprovider
 
 soak: $(VENV)/.dev ## steady load at ~70% capacity, SOAK_MINUTES (default 10)

@@ -72,6 +72,7 @@ class Server:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     startup: Startup | None = None
+    repo: Path = REPO  # the checkout whose `service` runs (bench.ab compares two)
 
     @property
     def url(self) -> str:
@@ -101,7 +102,7 @@ class Server:
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         start = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "service"], cwd=self.repo, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         self.startup = self._wait_ready(start)
         logger.info(

@@ -219,11 +219,11 @@ class Runtime:
             explaining = self._submit(self.explain_batcher, sized, deadline)
         try:
             scoring = self._submit(self.batcher, ids, deadline)
-        except ApiError:
-            if explaining is not None:
+            probabilities, batch_size = await self._wait(self.batcher, scoring, deadline)
+        except BaseException:
+            if explaining is not None:  # nobody will read it: leave the lane to others
                 Batcher.cancel(explaining)
             raise
-        probabilities, batch_size = await self._wait(self.batcher, scoring, deadline)
         predictions = [model.encode(row) for row in probabilities]
         self.metrics.observe_predictions(
             model.model_id,

@@ -110,9 +110,14 @@ def raw_exchange(
             data += piece
             if _complete(data):
                 break
-    elapsed = time.monotonic() - started
+    status, headers, body, _ = parse_answer(data)
+    return status, headers, body, time.monotonic() - started
+
+
+def parse_answer(data: bytes) -> tuple[int | None, dict[str, str], bytes, None]:
+    """(status, headers, body, None) of a raw HTTP answer; status None if there was none."""
     if not data:
-        return None, {}, b"", elapsed
+        return None, {}, b"", None
     head_bytes, _, body = data.partition(b"\r\n\r\n")
     lines = head_bytes.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -120,7 +125,7 @@ def raw_exchange(
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    return status, headers, body, elapsed
+    return status, headers, body, None
 
 
 def _complete(data: bytes) -> bool:
@@ -132,6 +137,14 @@ def _complete(data: bytes) -> bool:
         if name.strip().lower() == b"content-length":
             return len(body) >= int(value)
     return False
+
+
+def log_once_written(log: Path, needle: str, timeout: float = 3.0) -> str:
+    """The server log once it holds `needle` (a background thread writes it), or as it is."""
+    end = time.monotonic() + timeout
+    while needle not in (text := log.read_text()) and time.monotonic() < end:
+        time.sleep(0.05)
+    return text
 
 
 def request_head(port: int, length: int | None, extra: str = "") -> bytes:
@@ -292,26 +305,43 @@ def test_stalled_body_after_headers_ends_within_the_body_timeout(live: Any) -> N
         assert_raw_error(status, headers, answer, 408)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "slowloris: uvicorn (0.54, httptools) arms no timer on a connection until its first "
-        "response is complete (timeout_keep_alive starts in on_response_complete), and "
-        "BODY_TIMEOUT_S only starts once the headers are in, so a client that sends part of "
-        "its headers and stops holds the connection (and a file descriptor) forever"
-    ),
-)
 def test_slow_headers_are_cut_off(live: Any) -> None:
+    # The header deadline is armed when the connection opens (service/protocol.py).
     _, url, _ = live
     port = port_of(url)
+    started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
         sock.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
         sock.settimeout(BODY_TIMEOUT_S + 2)
         try:
-            answer: bytes | None = sock.recv(1024)  # b"" once closed, or a 408
+            answer: bytes | None = sock.recv(4096)  # b"" once closed, or a 408
         except TimeoutError:
             answer = None
+    seconds = time.monotonic() - started
     assert answer is not None, f"connection still open {BODY_TIMEOUT_S + 2:g} s after partial headers"
+    assert seconds < BODY_TIMEOUT_S + 1, seconds
+    status, headers, body, _ = parse_answer(answer)
+    assert_raw_error(status, headers, body, 408)
+
+
+def test_silent_connection_is_closed(live: Any) -> None:
+    _, url, _ = live
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port_of(url)), timeout=BODY_TIMEOUT_S + 2) as sock:
+        assert sock.recv(1024) == b""  # closed without a word: nothing was asked
+    assert time.monotonic() - started < BODY_TIMEOUT_S + 1
+
+
+def test_headers_dripped_a_byte_at_a_time_are_cut_off(live: Any) -> None:
+    _, url, _ = live
+    port = port_of(url)
+    head = request_head(port, 2) + b"{}"
+    drip = (head[i : i + 1] for i in range(1, len(head)))  # a byte every 0.1 s: ~10 s if allowed
+    status, headers, body, seconds = raw_exchange(
+        port, head[:1], drip, pause=0.1, deadline_s=BODY_TIMEOUT_S + 4
+    )
+    assert seconds < BODY_TIMEOUT_S + 1, seconds
+    assert_raw_error(status, headers, body, 408)
 
 
 def test_client_that_vanishes_mid_body_does_not_hurt_the_server(client: httpx.Client, live: Any) -> None:

@@ -47,6 +47,24 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path) ->
         yield process, url, log
 
 
+async def probe(
+    url: str, end: float, probes: list[tuple[str, int, float]], interval: float = 0.1
+) -> None:
+    """GET /health/live and /health every `interval` until `end`, after the load has begun;
+    (path, status or -1, seconds) of each goes into `probes`."""
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        await asyncio.sleep(0.3)  # let the load build up first
+        while time.monotonic() < end:
+            for path in ("/health/live", "/health"):
+                started = time.monotonic()
+                try:
+                    status = (await client.get(path)).status_code
+                except httpx.TransportError:
+                    status = -1
+                probes.append((path, status, time.monotonic() - started))
+            await asyncio.sleep(interval)
+
+
 async def overload(url: str) -> tuple[list[tuple[int, float, str | None]], list[tuple[str, int, float]]]:
     """(status, seconds, Retry-After) per /predict, and (path, status, seconds) per probe."""
     results: list[tuple[int, float, str | None]] = []
@@ -69,21 +87,8 @@ async def overload(url: str) -> tuple[list[tuple[int, float, str | None]], list[
             results.append((status, time.monotonic() - started, retry_after))
             n += 1
 
-    async def prober() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=5) as probe:
-            await asyncio.sleep(0.3)  # let the queue fill first
-            while time.monotonic() < end:
-                for path in ("/health/live", "/health"):
-                    started = time.monotonic()
-                    try:
-                        status = (await probe.get(path)).status_code
-                    except httpx.TransportError:
-                        status = -1
-                    probes.append((path, status, time.monotonic() - started))
-                await asyncio.sleep(0.1)
-
     try:
-        await asyncio.gather(prober(), *(worker(i) for i in range(WORKERS)))
+        await asyncio.gather(probe(url, end, probes), *(worker(i) for i in range(WORKERS)))
     finally:
         for pool in pools:
             await pool.aclose()

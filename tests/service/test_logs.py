@@ -85,3 +85,30 @@ async def test_one_access_line_per_request(
     assert predict.request_id == "q-1" and predict.batch_size >= 2  # type: ignore[attr-defined]
     assert predict.duration_ms > 0  # type: ignore[attr-defined]
     assert (missing.status, missing.request_id, missing.batch_size) == (404, "q-2", None)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("/nope\n2026-01-01 CRITICAL forged", "/nope\\n2026-01-01 CRITICAL forged"),
+        ("a\r\nb", "a\\r\\nb"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("line\u2028sep\x85", "line\\u2028sep\\x85"),
+        ("back\\nslash", "back\\\\nslash"),  # a literal backslash-n is not a line break
+        ("café 日本 😀", "café 日本 😀"),
+    ],
+)
+def test_text_lines_escape_what_could_forge_a_line(raw: str, shown: str) -> None:
+    rec = logging.LogRecord("service.access", logging.INFO, __file__, 1, "GET %s 404", (raw,), None)
+    rec.path = raw
+    line = TextFormatter().format(rec)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert f"GET {shown} 404" in line and line.endswith(f"path={shown}")
+
+
+def test_text_traceback_keeps_its_own_lines() -> None:
+    rec = record(exc=True)
+    rec.msg = "failed:\n%s"
+    lines = TextFormatter().format(rec).splitlines()
+    assert "failed:\\nworld" in lines[0] and "request_id=abc" in lines[0]
+    assert lines[1].startswith("Traceback") and lines[-1] == "ValueError: boom"

@@ -1,0 +1,102 @@
+"""Throughput of two checkouts of the service side by side: `python -m bench.ab --base DIR`
+starts the server of DIR (say a worktree of main) and of this checkout in turn, same model,
+same reviews, same load (wrk if installed), for several alternating rounds, and reports each
+one's median req/s and the ratio. Alternating rounds spread a shared machine's noise over
+both sides; the spread of the per-round ratios says how much of it is left.
+
+    git worktree add --detach /tmp/base main
+    python -m bench.ab --base /tmp/base --data ../shared/data/aclImdb_train.tar.gz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import tempfile
+from pathlib import Path
+
+import psutil
+
+from bench.data import load_reviews, write_bodies
+from bench.load import available_generators, run_load
+from bench.server import REPO, Server
+
+logger = logging.getLogger("bench.ab")
+
+
+def server_cpu_s(server: Server) -> float:
+    """User + system CPU seconds of the server process so far (all its threads)."""
+    times = psutil.Process(server.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", type=Path, required=True, help="the other checkout (before)")
+    p.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "imdb-sentiment")
+    p.add_argument("--data", type=Path, help="IMDB reviews (else generated text)")
+    p.add_argument("--reviews", type=int, default=2000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=Path, help="write the JSON result here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    generator = available_generators()[0]
+    reviews = load_reviews(args.data, args.reviews)
+    sides = {"base": args.base.resolve(), "this": REPO}
+    rps: dict[str, list[float]] = {name: [] for name in sides}
+    errors: dict[str, int] = {name: 0 for name in sides}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+        bodies = write_bodies(reviews.texts, Path(tmp) / "bodies.jsonl")
+        for round_ in range(args.rounds):
+            # Alternate which side goes first, so neither always runs on a warmer machine.
+            order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
+            for name in order:
+                with Server(args.model_dir, repo=sides[name]) as server:
+                    run_load(generator, server.url, bodies, args.concurrency, 2.0)  # warm-up
+                    cpu = server_cpu_s(server)
+                    result = run_load(generator, server.url, bodies, args.concurrency, args.duration)
+                    cpu = server_cpu_s(server) - cpu
+                rate = result.throughput_rps
+                rps[name].append(rate)
+                cpu_ms[name].append(1e3 * cpu / max(1, result.requests + result.errors))
+                errors[name] += result.errors
+                logger.info(
+                    "round %d %s: %.1f req/s, %.3f ms server CPU per request, %d errors",
+                    round_ + 1,
+                    name,
+                    rate,
+                    cpu_ms[name][-1],
+                    result.errors,
+                )
+    ratios = [this / base for this, base in zip(rps["this"], rps["base"], strict=True)]
+    summary = {
+        "generator": generator,
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "reviews": reviews.source,
+        "base": str(sides["base"]),
+        "rps": rps,
+        "errors": errors,
+        "median_rps": {name: statistics.median(values) for name, values in rps.items()},
+        # CPU per request moves less with a busy machine than req/s does.
+        "cpu_ms_per_request": cpu_ms,
+        "median_cpu_ms_per_request": {name: statistics.median(v) for name, v in cpu_ms.items()},
+        "ratio_of_medians": statistics.median(rps["this"]) / statistics.median(rps["base"]),
+        "ratio_per_round": ratios,
+        "median_ratio_per_round": statistics.median(ratios),
+    }
+    text = json.dumps(summary, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
