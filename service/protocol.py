@@ -120,7 +120,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
-        if self._header_bytes:  # part of a request came: say why it is cut off
+        answering = self.cycle is not None and not self.cycle.response_complete
+        # Part of a request came (and no earlier response is being written): say why.
+        if self._header_bytes and not answering:
             message = f"Request headers not received within {self.header_timeout_s:g}s"
             self.transport.write(raw_error(408, message, type="request_timeout"))
         self.transport.close()
