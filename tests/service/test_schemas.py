@@ -1,23 +1,49 @@
-"""The published request schema describes the server's own rules."""
+"""The published request schema describes the server's own rules, and reads the same in
+Python and in the schema validators fuzzers use (jsonschema_rs, ECMAScript-style)."""
 
 from __future__ import annotations
 
 import re
 
-from model.text import tokenize_with_spans
-from service.schemas import READABLE, build_predict_request
+import pytest
+
+from model.text import tokenize
+from service.schemas import build_predict_request, readable_class, review_pattern
+
+SAMPLES = [
+    "A fine film.",
+    "فيلم رائع",  # Arabic letters
+    "𝕿𝖍𝖊 𝖖𝖚𝖎𝖈𝖐 𝖋𝖔𝖝",  # mathematical letters outside the BMP: a \w only outside ECMAScript
+    "日本の映画",
+    "!!!",
+    "x",
+    "_",
+    "Ⅻ",  # a number letter
+    "\u200b",  # zero-width space
+    "\x01\x02",
+    "... --- ;;;",
+    "😀🎬",
+    "\u0301\u0302",  # combining marks alone
+    "[]^-\\",
+]
 
 
-def test_readable_class_is_exactly_what_the_pipeline_reads() -> None:
-    # Every code point (surrogates aside), each on its own between spaces: the pipeline finds a
-    # token at a code point exactly when the schema's class matches it. A tokenizer change that
-    # reads new characters (emoji, say) fails here until READABLE says so too.
-    points = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
-    text = " ".join(points)
-    read = {token.start for token in tokenize_with_spans(text)}
-    readable = re.compile(READABLE)
-    described = {2 * i for i, char in enumerate(points) if readable.fullmatch(char)}
-    assert read == described, sorted(read ^ described)[:20]
+@pytest.mark.parametrize("text", SAMPLES)
+def test_pattern_accepts_what_the_pipeline_reads(text: str) -> None:
+    assert bool(re.fullmatch(review_pattern(), text)) == bool(tokenize(text))
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_schema_validators_read_the_pattern_as_python_does(text: str) -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    validator = jsonschema_rs.validator_for({"type": "string", "pattern": review_pattern()})
+    assert validator.is_valid(text) == bool(tokenize(text))
+
+
+def test_readable_class_is_one_character_class() -> None:
+    pattern = re.compile(readable_class())
+    assert pattern.fullmatch("a") and pattern.fullmatch("!") and not pattern.fullmatch("-")
+    assert not pattern.fullmatch("ab")  # one character, however the ranges are written
 
 
 def test_explain_limit_is_in_the_schema_only_when_it_binds() -> None:
