@@ -4,7 +4,7 @@ non-2xx answer: ours, FastAPI's validation errors, Starlette's 404/405 and crash
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -71,6 +71,27 @@ def error_body(
     if details:
         error["details"] = list(details[:MAX_DETAILS])
     return orjson.dumps({"error": error})
+
+
+async def send_json(
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    status: int,
+    body: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """A whole JSON response through a raw ASGI `send` (where no Response class is at hand)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body
+from service.errors import error_body, send_json
 from service.metrics import Metrics
 
 access_logger = logging.getLogger("service.access")
@@ -108,17 +108,7 @@ class RequestContextMiddleware:
                     type="internal_error",
                     request_id=request_id,
                 )
-                await send_with_id(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send_with_id, 500, body)
         finally:
             self.metrics.in_flight.dec()
             seconds = time.monotonic() - started

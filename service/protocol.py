@@ -21,7 +21,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from service.errors import error_body
+from service.errors import error_body, send_json
 from service.middleware import new_request_id
 
 # Connection limit answers carry this; a well-behaved client retries after it.
@@ -53,20 +53,12 @@ async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
         type="too_many_connections",
         request_id=request_id,
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode("ascii")),
-                (b"retry-after", str(RETRY_AFTER_S).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    headers = [
+        (b"x-request-id", request_id.encode("ascii")),
+        (b"retry-after", str(RETRY_AFTER_S).encode()),
+        (b"connection", b"close"),
+    ]
+    await send_json(send, 503, body, headers)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
