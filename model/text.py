@@ -365,39 +365,57 @@ class TextPipeline:
 
 _SPACE_RUN = re.compile(r"\s+")
 _LAST_SPACE_RUN = re.compile(r"(?s:.*\S)?(\s+)")  # the last run of whitespace in a range
-_TAG_REACH = 256  # characters looked back for an unclosed "<" (a markup tag can hold spaces)
 _MAX_TRIES = 16  # unsafe cuts skipped before giving up (then the whole text is tokenized)
+# Whitespace inside one token is always followed by one of these: "8 /10", "3 out of 5",
+# "five - stars", "4 stars" (a word before " stars" is not read alone either). Matched as
+# TOKEN_RE matches, ignoring case.
+_JOINS_NEXT = re.compile(r"[-/]|o[uf]|star", re.IGNORECASE)
+_JOINS_DIGIT = re.compile(r"(?:/|of)\Z", re.IGNORECASE)  # "8/ 10", "3 out of 5": a scale follows
+_DIGIT = re.compile(r"\d")
 
 
-def _safe_cut(text: str, start: int) -> bool:
-    """Whether the whitespace run starting at `start` splits the token list exactly: no token
-    holds whitespace, but markup the pipeline blanks out (a `<br />` tag) can."""
-    before = text.rfind("<", max(0, start - _TAG_REACH), start)
-    return before < 0 or text.rfind(">", before, start) >= 0
+def _blank_breaks(text: str) -> str:
+    """`text` with break tags blanked as the tokenizer blanks them (same length, same offsets)."""
+    if "<" not in text:
+        return text
+    return BREAK_RE.sub(lambda m: " " * len(m.group()), text)
 
 
-def _cut_after(text: str, at: int) -> int:
-    """The start of the first safe whitespace run that begins at or after `at` (or len(text))."""
-    if 0 < at < len(text) and text[at - 1].isspace():
-        at = _SPACE_RUN.match(text, at - 1).end()  # type: ignore[union-attr]  # not mid-run
+def _joins(cleaned: str, start: int, end: int) -> bool:
+    """Whether the (maximal) whitespace run [start, end) of `cleaned` may lie inside a token."""
+    if _JOINS_NEXT.match(cleaned, end):
+        return True
+    return bool(_DIGIT.match(cleaned, end)) and bool(_JOINS_DIGIT.search(cleaned, max(0, start - 2), start))
+
+
+def _cut_after(cleaned: str, at: int) -> int:
+    """The start of the first whole whitespace run at or after `at` that no token spans (or
+    len(cleaned))."""
+    if 0 < at < len(cleaned) and cleaned[at - 1].isspace():
+        at = _SPACE_RUN.match(cleaned, at - 1).end()  # type: ignore[union-attr]  # not mid-run
     for _ in range(_MAX_TRIES):
-        match = _SPACE_RUN.search(text, at)
+        match = _SPACE_RUN.search(cleaned, at)
         if match is None:
             break
-        if _safe_cut(text, match.start()):
+        if not _joins(cleaned, *match.span()):
             return match.start()
         at = match.end()
-    return len(text)
+    return len(cleaned)
 
 
-def _cut_before(text: str, at: int, floor: int) -> int:
-    """The end of the last safe whitespace run within [floor, at) (or `floor`)."""
+def _cut_before(cleaned: str, at: int, floor: int) -> int:
+    """The end of the last whole whitespace run within (floor, at] that no token spans (or
+    `floor`)."""
+    if at < len(cleaned) and cleaned[at].isspace():
+        at = _SPACE_RUN.match(cleaned, at).end()  # type: ignore[union-attr]  # not mid-run
     for _ in range(_MAX_TRIES):
-        match = _LAST_SPACE_RUN.match(text, floor, at)
+        match = _LAST_SPACE_RUN.match(cleaned, floor, at)
         if match is None:
             break
         start, end = match.span(1)
-        if start > floor and _safe_cut(text, start):
+        if start <= floor:
+            break
+        if not _joins(cleaned, start, end):
             return end
         at = start
     return floor
@@ -406,7 +424,8 @@ def _cut_before(text: str, at: int, floor: int) -> int:
 def tokenize_kept(text: str, config: TextConfig, chars_per_token: int = 8) -> list[str]:
     """`truncate(tokenize(text), ...)` with `config`'s settings, reading about as much of `text`
     as the kept tokens need: of a long review only a prefix (for the head) and a suffix (for
-    the tail) are tokenized, each cut at whitespace (outside markup), where tokens end.
+    the tail) are tokenized, each cut at a run of whitespace (break tags counted as such) that
+    no token spans: tokens such as "3 out of 5" or "five stars" hold whitespace.
 
     A side with fewer tokens than it keeps is widened (doubling); once the two sides meet,
     the whole text is tokenized.
@@ -415,9 +434,12 @@ def tokenize_kept(text: str, config: TextConfig, chars_per_token: int = 8) -> li
     head, tail = truncation_window(max_tokens + 1, max_tokens, config.head_fraction)
     size = len(text)
     reach_head, reach_tail = head * chars_per_token, tail * chars_per_token
+    # Cuts are chosen in the text as the tokenizer sees it: a whitespace run there is whole, so
+    # a break tag is never split and each side blanks its tags as the whole text would.
+    cleaned = _blank_breaks(text) if reach_head + reach_tail < size else text
     while reach_head + reach_tail < size:
-        prefix_end = _cut_after(text, reach_head) if head else 0
-        suffix_start = _cut_before(text, size - reach_tail, prefix_end) if tail else size
+        prefix_end = _cut_after(cleaned, reach_head) if head else 0
+        suffix_start = _cut_before(cleaned, size - reach_tail, prefix_end) if tail else size
         if suffix_start <= prefix_end:
             break
         first = tokenize(text[:prefix_end], config.lowercase) if head else []
