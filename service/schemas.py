@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -47,20 +47,35 @@ _NOT_SPACE = re.compile(f"[^{_SPACE}]")
 @functools.cache
 def readable_class() -> str:
     """A regex character class of every character the model's pipeline reads as a token on
-    its own (a letter or digit of any script, `_`, `!`, `?`), found by running the pipeline
-    over every code point, so it follows the tokenizer. Written as literal characters and
-    ranges, not `\\w`: schema validators read `\\w` as ASCII (ECMAScript), Python as any
+    its own (a letter or digit of any script, `_`, `!`, `?`, an emoji), found by running the
+    pipeline over every code point, so it follows the tokenizer. Written as literal characters
+    and ranges, not `\\w`: schema validators read `\\w` as ASCII (ECMAScript), Python as any
     script. About 0.4 s, once, when the schema is first built."""
     points = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
     # Each code point on its own between spaces: a token starting at 2*i is point i read.
-    read = sorted(ord(points[t.start // 2]) for t in tokenize_with_spans(" ".join(points)))
+    return _char_class(ord(points[t.start // 2]) for t in tokenize_with_spans(" ".join(points)))
+
+
+def _char_class(codes: Iterable[int]) -> str:
+    """`codes` as one regex character class of literal characters and ranges."""
     ranges: list[list[int]] = []
-    for code in read:
+    for code in sorted(codes):
         if ranges and ranges[-1][1] == code - 1:
             ranges[-1][1] = code
         else:
             ranges.append([code, code])
     return "[" + "".join(_range(first, last) for first, last in ranges) + "]"
+
+
+@functools.cache
+def _break_tag_letters() -> str:
+    """The letters of "br" where they are read: outside a break tag (`<br\\s*/?>`, any case),
+    which the pipeline blanks out before tokenizing. Whitespace is `\\s` as the tokenizer's
+    regexes read it, written out (ECMAScript's `\\s` is another set)."""
+    space = re.compile(r"\s")
+    spaces = _char_class(c for c in range(0x110000) if space.fullmatch(chr(c)))
+    closes = f"{spaces}*/?>"
+    return f"(?<!<)[bB]|[bB](?![rR]{closes})|(?<!<[bB])[rR]|[rR](?!{closes})"
 
 
 def _range(first: int, last: int) -> str:
@@ -72,10 +87,19 @@ def _literal(code: int) -> str:
     return "\\" + char if char in "\\]^-[" else char
 
 
+# The tokenizer's emoticons that hold no readable character (":)", ";-(", "=/", "):"), with
+# its conditions around them: not after ":" or "/" ("http://"), not before ")", "(" or "/".
+# (Its rule also refuses a word character after the face; such a text is readable anyway.)
+EMOTICON = r"(?<![:/])(?:[:;=][-'^]?[)\](}/\\|(\[{*]|[)(]:)(?![)(/])"
+
+
 def review_pattern() -> str:
     """Documents (for clients and schema-driven fuzzers) what the server enforces with its own
-    messages: something the model can read (else 422), and no NUL characters (else 400)."""
-    return f"^[^\\u0000]*{readable_class()}[^\\u0000]*$"
+    messages: something the model can read (else 422), and no NUL characters (else 400).
+    Something readable is a character the tokenizer reads alone (the letters of a break tag
+    aside) or one of its emoticons."""
+    readable = f"(?![bBrR]){readable_class()}|{_break_tag_letters()}|{EMOTICON}"
+    return f"^[^\\u0000]*(?:{readable})[^\\u0000]*$"
 
 
 def _not_blank(value: str) -> str:

@@ -191,12 +191,19 @@ def test_docs_and_schema_are_counted_under_their_own_routes(client: httpx.Client
 
 
 @pytest.mark.parametrize(
-    "text", ["\u200b", "\x01\x02\x03", "<br /><br />", "\u200b<br/>\u2063 ,;-", "\x1b\x7f\u2028"]
+    "text",
+    ["\u200b", "\x01\x02\x03", "<br /><br />", "\u200b<br/>\u2063 ,;-", "\x1b\x7f\u2028", "::) 🏽"],
 )
 def test_text_without_a_readable_token_is_422(client: httpx.Client, text: str) -> None:
     error = assert_error(client.post("/predict", json={"text": text}), 422, "validation_error")
     (detail,) = error["details"]
     assert detail["field"] == "text" and detail["type"] == "no_readable_token"
+
+
+@pytest.mark.parametrize("text", [":)", "<br />):", "👍"])
+def test_a_face_alone_is_read(client: httpx.Client, text: str) -> None:
+    # The tokenizer reads emoticons and emoji as tokens: such a text is scored, not refused.
+    assert client.post("/predict", json={"text": text}).status_code == 200
 
 
 def test_unreadable_items_are_named_by_index(client: httpx.Client) -> None:

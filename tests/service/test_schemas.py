@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model.text import tokenize
 from service.schemas import build_predict_request, readable_class, review_pattern
@@ -25,7 +27,21 @@ SAMPLES = [
     "😀🎬",
     "\u0301\u0302",  # combining marks alone
     "[]^-\\",
+    ":)",  # emoticons: tokens made of characters that are no token alone
+    ";-(",
+    "):",
+    "=/",
+    "::)",  # no face: after ":" (as in "http://")
+    ":)/",
+    "🏽",  # a skin tone alone: dropped
+    "<br />",  # break tags are blanked, their letters unread
+    "<BR/><br   >",
+    "<br/>:)",
+    "<br",
 ]
+# Signs around faces, break tags and their pieces, for texts the samples do not foresee.
+PIECES = [":", ";", "=", "-", "'", "^", ")", "(", "/", "\\", "|", "[", "]", "*", "<", ">", "3",
+          "<br />", "<br/>", "<Br>", "<br", "b", "R", "/>", " ", "\x1c", "\ufeff", "🏽", "x"]
 
 
 @pytest.mark.parametrize("text", SAMPLES)
@@ -38,6 +54,16 @@ def test_schema_validators_read_the_pattern_as_python_does(text: str) -> None:
     jsonschema_rs = pytest.importorskip("jsonschema_rs")
     validator = jsonschema_rs.validator_for({"type": "string", "pattern": review_pattern()})
     assert validator.is_valid(text) == bool(tokenize(text))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(text=st.lists(st.sampled_from(PIECES), min_size=1, max_size=8).map("".join))
+def test_pattern_and_pipeline_agree_on_signs_and_tags(text: str) -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    validator = jsonschema_rs.validator_for({"type": "string", "pattern": review_pattern()})
+    readable = bool(tokenize(text))
+    assert bool(re.fullmatch(review_pattern(), text)) == readable
+    assert validator.is_valid(text) == readable
 
 
 def test_readable_class_is_one_character_class() -> None:
