@@ -2,7 +2,7 @@
 #
 #   docker build -t sentiment-rnn .
 #   docker run -p 8000:8000 sentiment-rnn            # then: curl localhost:8000/health
-#   docker run -p 9000:9000 -e PORT=9000 -e TORCH_THREADS=2 sentiment-rnn
+#   docker run -p 9000:9000 -e PORT=9000 --cpus=2 sentiment-rnn   # 2 workers (WORKERS=N to set)
 #
 # Works with BuildKit and with the classic builder (no `# syntax=` line, nothing to pull
 # but BASE_IMAGE). Offline builds (deploy/docker-test.sh) pass a locally built
@@ -87,13 +87,16 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/checkpoint/ /app/artifacts/imdb-sentiment/
 
 # Everything the service reads is configurable with `docker run -e NAME=value`.
+# WORKERS is left to the service: one worker per CPU the container may use (`--cpus`, the
+# cgroup quota, or its cpuset), each on one torch thread (TORCH_THREADS=1).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/app \
     HOST=0.0.0.0 \
     PORT=8000 \
-    MODEL_DIR=/app/artifacts/imdb-sentiment
+    MODEL_DIR=/app/artifacts/imdb-sentiment \
+    TORCH_THREADS=1
 
 WORKDIR /app
 USER 10001:10001
@@ -103,6 +106,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=4)"
 
-# Exec form: python is PID 1 and gets `docker stop`'s SIGTERM itself (graceful drain, exit 0).
+# Exec form: python is PID 1 and gets `docker stop`'s SIGTERM itself (graceful drain of every
+# worker, exit 0); it also reaps its workers, so no init process is needed.
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "service"]

@@ -6,7 +6,7 @@ PORT   ?= 8000
 DATA   ?= ../shared/data/aclImdb_train.tar.gz
 SST2   ?= ../shared/data/sst2
 
-.PHONY: serve test lint typecheck unit docker-test bench bench-smoke fuzz soak train compare checklist clean
+.PHONY: serve test lint typecheck unit docker-test bench bench-rounds bench-smoke fuzz soak train compare checklist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,8 +38,16 @@ unit: $(VENV)/.dev
 docker-test: $(VENV)/.runtime ## build the image from a local Debian base, run it, check it, clean up
 	bash deploy/docker-test.sh
 
-bench: $(VENV)/.dev ## offline ceiling, served load, batching policy, start-up (minutes)
+# The peers of `make bench` (LitServe); bench-smoke runs without them (the peer is skipped).
+$(VENV)/.bench: pyproject.toml $(VENV)/.dev
+	$(BIN)/pip install --quiet -e '.[dev,train,bench]'
+	touch $@
+
+bench: $(VENV)/.bench ## offline ceiling, served load, peers, batching policy, start-up (minutes)
 	$(BIN)/python -m bench.run --data $(DATA)
+
+bench-rounds: $(VENV)/.bench ## the service vs its peers in interleaved rounds (ratios on a busy machine)
+	$(BIN)/python -m bench.rounds --data $(DATA) --rounds $${ROUNDS:-3}
 
 bench-smoke: $(VENV)/.dev
 	$(BIN)/python -m bench.run --smoke

@@ -85,6 +85,7 @@ def start_record(pid: int, seconds: float, out: Path, rate: int = 100) -> subpro
         "--format",
         "raw",
         "--nonblocking",
+        "--subprocesses",  # the workers, not only the supervisor
         "--output",
         str(out),
     ]

@@ -153,6 +153,49 @@ def _served_lines(served: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _side_by_side_lines(results: dict[str, Any]) -> list[str]:
+    """The service, its peers and the offline figures in one table (same run, same reviews)."""
+    from bench.analysis import level
+
+    def cells(rows: list[dict[str, Any]]) -> list[Any]:
+        hi, lo = level(rows, 64), level(rows, 1)
+        return [
+            hi["throughput_rps"] if hi else None,
+            f"{hi['latency_ms']['p50']} / {hi['latency_ms']['p99']}" if hi else None,
+            lo["latency_ms"]["p50"] if lo else None,
+            hi.get("server_peak_rss_mb") if hi else None,
+        ]
+
+    offline = results.get("offline", {})
+    rows: list[list[Any]] = []
+    for t, c in offline.get("ceilings_by_threads", {}).items():
+        name = f"offline `Predictor`, 1 process x {t} torch thread(s)"
+        rows.append([name, c["reviews_per_s"], "", "", ""])
+    if offline.get("ceiling_processes"):
+        multi = offline["ceiling_processes"]
+        name = f"offline `Predictor`, {multi['processes']} processes x 1 thread"
+        rows.append([name, multi["reviews_per_s"], "", "", ""])
+    served = results.get("served", {})
+    if served.get("levels"):
+        rows.append(["**this service, defaults**", *cells(served["levels"])])
+    names = {"litserve": "LitServe", "fastapi": "plain FastAPI, one model call per request"}
+    for kind, peer in results.get("peers", {}).items():
+        label = names.get(kind, kind)
+        if "version" in peer:
+            label += f" {peer['version']} (batch {peer['settings']['max_batch_size']}, "
+            label += f"{1e3 * peer['settings']['batch_timeout_s']:g} ms)"
+        skipped = [peer.get("skipped"), "", "", ""]
+        rows.append([label, *(cells(peer["levels"]) if "levels" in peer else skipped)])
+    header = [
+        "system",
+        "req/s (reviews/s) at c=64",
+        "p50 / p99 ms at c=64",
+        "p50 ms at c=1",
+        "memory MB (PSS) at c=64",
+    ]
+    return ["## Side by side (same run, same reviews)", "", *_table(header, rows)]
+
+
 def _policy_lines(policy: dict[str, Any]) -> list[str]:
     if "skipped" in policy:
         return ["## Batching policy", "", f"Skipped: {policy['skipped']}", ""]
@@ -322,6 +365,7 @@ def write_markdown(results: dict[str, Any], out: Path, plots: list[Path]) -> Pat
     sections: list[tuple[str, Any, tuple[Any, ...]]] = [
         ("offline", _offline_lines, (results.get("offline"),)),
         ("served", _served_lines, (results.get("served"),)),
+        ("peers", _side_by_side_lines, (results,)),
         ("policy", _policy_lines, (results.get("policy"),)),
         ("explain", _explain_lines, (results.get("explain"),)),
         ("startup", _startup_lines, (results.get("startup"), results.get("image", {}))),

@@ -1,8 +1,9 @@
 """python -m bench.run: every benchmark section, bounded in time, results to --out.
 
 Sections: offline ceiling; served load at several concurrencies (default settings) with the
-generator chosen for least CPU, GET /health floor, explain cost and a py-spy profile;
-start-up and size; batching policies. Writes *.json, RESULTS.md and PNGs.
+generator chosen for least CPU, GET /health floor, explain cost and a py-spy profile; peers
+(LitServe, plain FastAPI) on the same reviews at c=1 and c=64; start-up and size; batching
+policies. Writes *.json, RESULTS.md and PNGs.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from typing import Any
 
 from bench import analysis, image, report, sections
 from bench.data import DEFAULT_DATA, load_reviews, typical, write_bodies
+from bench.peers import measure_peers
 from bench.sections import Policy, Timing
 from bench.server import REPO, Server, service_available, service_default
 from bench.standin import ModelChoice, choose_model
 
 logger = logging.getLogger("bench")
 
-ALL_SECTIONS = ("offline", "served", "startup", "policy")
+ALL_SECTIONS = ("offline", "served", "peers", "startup", "policy")
 DEFAULT_POLICIES = "1:0:1,8:2:1,16:5:1,32:5:1,64:5:1,64:10:1,128:10:1,32:5:2"
 
 
@@ -142,7 +144,7 @@ def run_offline(model: ModelChoice, texts: list[str], smoke: bool) -> dict[str, 
 
     predictor = Predictor.load(model.directory)
     threads = server_threads()
-    counts = sorted({1, 2, threads})
+    counts = sorted({1, 2, threads, len(os.sched_getaffinity(0))})
     return sections_offline(predictor, texts, threads, counts, smoke)
 
 
@@ -217,6 +219,8 @@ def estimate_s(
 
     start = 3.0
     total = (5.0 if smoke else 10.0) + ((2.0 if smoke else 45.0) if "offline" in wanted else 0.0)
+    if "peers" in wanted:
+        total += 2 * (start + 2 * (run(timing.warmup) + run(timing.level)))
     if wanted & {"served", "policy"}:
         total += start + 3 * (run(timing.calibration) + 0.5) + run(timing.health)
         total += len(levels) * (run(timing.warmup) + run(timing.level))
@@ -264,6 +268,17 @@ def run_sections(args: argparse.Namespace, results: dict[str, Any], scratch: Pat
     if wanted & {"served", "policy"}:
         served, explain, prof, first_start = run_served(args, model, timing, levels, files, log)
         results.update(served=served, explain=explain, profile=prof)
+    if "peers" in wanted and "served" in results:
+        peer_levels = [c for c in levels if c in (1, 8, 64)]
+        results["peers"] = measure_peers(
+            model.directory,
+            str(results["served"]["generator"]["chosen"]),
+            files["bodies"],
+            peer_levels,
+            timing.level,
+            timing.warmup,
+            log,
+        )
     if "startup" in wanted:
         repeats = 1 if args.smoke else 3
         start = (

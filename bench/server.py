@@ -1,5 +1,7 @@
-"""The real server (`python -m service`) as a subprocess on a free loopback port, with its CPU and
-memory sampled by psutil."""
+"""The real server (`python -m service`, or a peer from bench/peers.py) as a subprocess on a free
+loopback port, with the CPU and memory of its whole process tree (workers included) sampled by
+psutil. Memory is PSS, the proportional share: pages the workers share (the model, forked
+after loading) count once in the sum instead of once per process."""
 
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     startup: Startup | None = None
     repo: Path = REPO  # the checkout whose `service` runs (bench.ab compares two)
+    peer: str | None = None  # bench/peers.py's KIND instead of the service
 
     @property
     def url(self) -> str:
@@ -101,9 +104,11 @@ class Server:
         }
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         start = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=self.repo, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        command = [sys.executable, "-m", "service"]
+        if self.peer is not None:
+            command = [sys.executable, "-m", "bench.peers", self.peer, "--port", str(self.port)]
+            command += ["--model-dir", str(self.model_dir)]
+        self.proc = subprocess.Popen(command, cwd=self.repo, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.startup = self._wait_ready(start)
         logger.info(
             "server pid %d on :%d ready in %.2f s (%s)",
@@ -137,49 +142,78 @@ class Server:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(self.pid).children(recursive=True)
         self.proc.terminate()
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        # A peer's helper processes may outlive its main one; ours exit with the supervisor.
+        _, alive = psutil.wait_procs(children, timeout=5)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
 
     def rss_bytes(self) -> int:
-        return int(psutil.Process(self.pid).memory_info().rss)
+        """Memory of the whole process tree (sum of PSS)."""
+        return tree_memory(psutil.Process(self.pid))
 
     def metrics_text(self) -> str:
         status, body = http_get(self.port, "/metrics", timeout=5.0)
         return body.decode("utf-8", "replace") if status == 200 else ""
 
 
-class Sampler:
-    """CPU seconds (user+system, children included) and peak RSS of a process over a window."""
+def _tree(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return [process]
 
-    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+
+def tree_memory(process: psutil.Process) -> int:
+    total = 0
+    for member in _tree(process):
+        with contextlib.suppress(psutil.Error):
+            info = member.memory_full_info()
+            total += int(getattr(info, "pss", info.rss))
+    return total
+
+
+def tree_cpu(process: psutil.Process) -> dict[int, float]:
+    """CPU seconds so far of each live process of the tree, by pid."""
+    out = {}
+    for member in _tree(process):
+        with contextlib.suppress(psutil.Error):
+            t = member.cpu_times()
+            out[member.pid] = float(t.user + t.system)
+    return out
+
+
+class Sampler:
+    """CPU seconds (user+system) and peak memory (PSS) of a process tree over a window."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
         self.process = psutil.Process(pid)
         self.interval_s = interval_s
         self.peak_rss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._cpu0 = 0.0
+        self._cpu_start: dict[int, float] = {}
         self._t0 = 0.0
         self.cpu_s = 0.0
         self.wall_s = 0.0
-
-    def _cpu(self) -> float:
-        t = self.process.cpu_times()
-        return float(t.user + t.system + t.children_user + t.children_system)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._sample_rss()
 
     def _sample_rss(self) -> None:
-        with contextlib.suppress(psutil.Error):
-            self.peak_rss = max(self.peak_rss, int(self.process.memory_info().rss))
+        self.peak_rss = max(self.peak_rss, tree_memory(self.process))
 
     def __enter__(self) -> Sampler:
-        self._cpu0, self._t0 = self._cpu(), time.perf_counter()
+        self._cpu_start, self._t0 = tree_cpu(self.process), time.perf_counter()
         self._sample_rss()
         self._thread.start()
         return self
@@ -188,7 +222,9 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         self._sample_rss()
-        self.cpu_s = self._cpu() - self._cpu0
+        end = tree_cpu(self.process)
+        # Processes present at both ends (a worker replaced meanwhile would count from 0).
+        self.cpu_s = sum(end[pid] - self._cpu_start.get(pid, 0.0) for pid in end)
         self.wall_s = time.perf_counter() - self._t0
 
     def as_dict(self) -> dict[str, float]:

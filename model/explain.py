@@ -177,7 +177,7 @@ def explain_batch_detailed(
         raise ValueError("steps must be >= 1")
     if not texts:
         return []
-    encoded = [predictor.encode(t) for t in texts]  # the model input /predict scores
+    encoded = [predictor.text_to_ids(t) for t in texts]  # the model input /predict scores
     probs = predictor.predict_ids(encoded)  # (N, C), one call
     results = []
     for text, model_ids, p in zip(texts, encoded, probs, strict=True):

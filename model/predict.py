@@ -2,6 +2,11 @@
 
 FILE is plain text (one review per line), CSV or JSONL; the output is JSONL, one line per
 review in input order: {"label", "confidence", "probabilities"}.
+
+For a corpus too large for one machine (a Kubernetes Indexed Job, deploy/k8s/batch/):
+`--shard I/N` scores reviews I, I+N, I+2N, ... and writes only those, each row carrying its
+input position as "index"; `--merge PART...` puts the parts back into one file equal to an
+unsharded run.
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score reviews from a file and write JSONL predictions.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("file", help="reviews: .txt (one per line), .csv or .jsonl")
+    p.add_argument("file", nargs="?", help="reviews: .txt (one per line), .csv or .jsonl")
+    p.add_argument("--shard", type=parse_shard, metavar="I/N",
+                   help="score only every N-th review starting at I (0 <= I < N)")
+    p.add_argument("--merge", nargs="+", metavar="PART", type=Path,
+                   help="merge the --shard outputs PART... into --out instead of scoring")
     p.add_argument("--checkpoint", default=None, help="checkpoint dir (default: shipped model)")
     p.add_argument("--format", default="auto", choices=("auto", "txt", "csv", "jsonl"),
                    help="input format")
@@ -34,6 +43,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="reviews per model call")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def merge_parts(parts: list[Path]) -> list[dict]:
+    """Rows of every part in input order, without the "index" field; a gap or a duplicate
+    (a missing or repeated part) is an error."""
+    rows: dict[int, dict] = {}
+    for part in parts:
+        with part.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                row = json.loads(line)
+                index = row.pop("index", None)
+                if not isinstance(index, int) or index in rows:
+                    raise DataError(f"{part}:{number}: missing or repeated index {index!r}")
+                rows[index] = row
+    if sorted(rows) != list(range(len(rows))):
+        missing = next(i for i in range(len(rows) + 1) if i not in rows)
+        raise DataError(f"review {missing} is in no part: is a shard missing?")
+    return [rows[i] for i in range(len(rows))]
 
 
 def prediction_rows(predictor: Predictor, texts: list[str], progress: bool) -> list[dict]:
@@ -51,17 +89,15 @@ def prediction_rows(predictor: Predictor, texts: list[str], progress: bool) -> l
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
-    path = Path(args.file)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.file is None) == (args.merge is None):
+        parser.error("give either FILE or --merge PART...")
     try:
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        texts = read_texts(path, args.format, args.text_column)
-        predictor = Predictor.load(args.checkpoint, batch_size=args.batch_size)
-    except (CheckpointError, DataError, UnicodeDecodeError) as exc:
+        rows = merge_parts(args.merge) if args.merge else score(args)
+    except (CheckpointError, DataError, UnicodeDecodeError, OSError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
-    rows = prediction_rows(predictor, texts, progress=not args.no_progress)
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
     try:
         for row in rows:
@@ -69,8 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    logger.info("scored %d reviews", len(rows))
+    logger.info("%s %d reviews", "merged" if args.merge else "scored", len(rows))
     return 0
+
+
+def score(args: argparse.Namespace) -> list[dict]:
+    path = Path(args.file)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    texts = read_texts(path, args.format, args.text_column)
+    predictor = Predictor.load(args.checkpoint, batch_size=args.batch_size)
+    if args.shard is None:
+        return prediction_rows(predictor, texts, progress=not args.no_progress)
+    # A fixed stride over input positions: the same shard always gets the same reviews,
+    # and the parts' sizes differ by at most one.
+    index, count = args.shard
+    positions = range(index, len(texts), count)
+    rows = prediction_rows(predictor, [texts[i] for i in positions], progress=not args.no_progress)
+    return [{"index": i, **row} for i, row in zip(positions, rows, strict=True)]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Scoring reviews with a loaded checkpoint: texts -> calibrated probabilities.
 
-The split into `encode` (text -> ids) and `predict_ids` (ids -> probabilities) lets the
+The split into `text_to_ids` (text -> ids) and `predict_ids` (ids -> probabilities) lets the
 service tokenise in the request handler and batch only the model call.
 """
 
@@ -29,7 +29,7 @@ class Predictor:
     def load(cls, directory: str | Path | None = None, batch_size: int = 64) -> Predictor:
         return cls(load_checkpoint(directory), batch_size)
 
-    def encode(self, text: str) -> list[int]:
+    def text_to_ids(self, text: str) -> list[int]:
         return self.pipeline.encode(text)
 
     def logits_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
@@ -42,11 +42,11 @@ class Predictor:
 
     def predict_texts(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Probabilities (N, C) in input order; batches are formed by length to cut padding."""
-        encoded = [self.encode(t) for t in texts]
+        encoded = [self.text_to_ids(t) for t in texts]
         return self._batched(encoded, self.predict_ids, progress)
 
     def logits_texts(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
-        encoded = [self.encode(t) for t in texts]
+        encoded = [self.text_to_ids(t) for t in texts]
         return self._batched(encoded, self.logits_ids, progress)
 
     def logits_encoded(self, encoded: list[list[int]], progress: bool = False) -> torch.Tensor:

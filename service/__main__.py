@@ -3,33 +3,49 @@
 A bad setting or checkpoint ends the process with one clear line and a non-zero status before
 anything listens. SIGTERM (or Ctrl+C) drains: /health turns 503 "draining", requests already
 accepted or queued complete, then the process exits 0.
+
+WORKERS=1 serves in this process; more fork that many workers on one socket (service/workers.py),
+each one the same single-process server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import resource
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Generator
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from pydantic import ValidationError
 
 from service.config import Settings, describe_error
-from service.logs import configure_logging
+from service.logs import configure_logging, configure_plain_logging
 from service.protocol import guarded_protocol
+from service.workers import (
+    FORWARDED,
+    START_FAILED,
+    Supervisor,
+    WorkerSlot,
+    bind_sockets,
+    multiprocess_metrics_dir,
+)
 
 if TYPE_CHECKING:
+    from model.checkpoint import Checkpoint
     from service.runtime import Runtime
 
 logger = logging.getLogger("service")
 
 EXIT_BAD_SETTINGS = 2
 EXIT_BAD_CHECKPOINT = 3
-EXIT_START_FAILED = 4
+EXIT_START_FAILED = START_FAILED  # also what a worker that failed to start exits with
 
 # Descriptors beyond MAX_CONNECTIONS: the checkpoint, logs, torch's files, the listening socket.
 FD_RESERVE = 64
@@ -42,13 +58,33 @@ class DrainingServer(uvicorn.Server):
     we keep serving while load balancers notice the failing readiness probe) and the process
     then exits 0 instead of re-raising the signal."""
 
-    def __init__(self, config: uvicorn.Config, runtime: Runtime, drain_delay_s: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        runtime: Runtime[Any, Any],
+        drain_delay_s: float,
+        *,
+        worker: bool = False,
+    ) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.drain_delay_s = drain_delay_s
+        # A forked worker: the supervisor turns Ctrl+C into one SIGTERM per worker, so the
+        # SIGINT the terminal also sends to the whole process group is ignored here.
+        self.worker = worker
+        self._parent = os.getppid()
         self._signals = 0
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            # The supervisor forks with these blocked; one that arrived meanwhile runs now.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+            yield
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.worker and sig == signal.SIGINT:
+            return
         self._signals += 1
         if self._signals == 1:
             logger.info("received %s: draining", signal.Signals(sig).name)
@@ -66,6 +102,10 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
     async def on_tick(self, counter: int) -> bool:
+        # An orphaned worker (the supervisor was SIGKILLed) would hold the port forever.
+        if self.worker and self._signals == 0 and os.getppid() != self._parent:
+            logger.error("service: the supervisor is gone; draining this worker")
+            self.handle_exit(signal.SIGTERM, None)
         # A failed start-up (say, the warm-up prediction raised) must not leave a process that
         # is alive but never ready: exit, and let the orchestrator restart or report it.
         if self.runtime.status == "failed" and not self.should_exit:
@@ -103,6 +143,10 @@ def main() -> int:
     except ValidationError as exc:
         logger.critical("service: %s", describe_error(exc))
         return EXIT_BAD_SETTINGS
+    if settings.workers > 1:
+        # No logging thread in a process that forks: a child could inherit its locks held.
+        configure_plain_logging(settings.log_level, settings.log_format)
+        return supervise(settings)
     listener = configure_logging(settings.log_level, settings.log_format)
     try:
         return serve(settings)
@@ -110,17 +154,32 @@ def main() -> int:
         listener.stop()
 
 
-def serve(settings: Settings) -> int:
+def load(settings: Settings) -> Checkpoint | None:
+    """The checkpoint, or None after logging why it can't be loaded."""
     # Imported only now so that a bad setting is reported at once, not after loading torch.
     from model.checkpoint import CheckpointError, load_checkpoint
-    from service.main import create_app
 
     try:
-        checkpoint = load_checkpoint(settings.model_dir)
+        return load_checkpoint(settings.model_dir)
     except CheckpointError as exc:
         logger.critical("service: cannot load the checkpoint: %s", exc)
+        return None
+
+
+def serve(
+    settings: Settings,
+    checkpoint: Checkpoint | None = None,
+    sock: socket.socket | None = None,
+    slot: WorkerSlot | None = None,
+) -> int:
+    """One server process: in this process (WORKERS=1), or one forked worker."""
+    from service.main import create_app
+
+    if checkpoint is None:
+        checkpoint = load(settings)
+    if checkpoint is None:
         return EXIT_BAD_CHECKPOINT
-    app = create_app(settings, checkpoint=checkpoint)
+    app = create_app(settings, model=checkpoint, slot=slot)
     raise_fd_limit(settings.max_connections + FD_RESERVE)
     config = uvicorn.Config(
         app,
@@ -137,11 +196,52 @@ def serve(settings: Settings) -> int:
             max_connections=settings.max_connections,
         ),
     )
-    server = DrainingServer(config, app.state.runtime, settings.drain_delay_s)
-    server.run()
+    server = DrainingServer(config, app.state.runtime, settings.drain_delay_s, worker=slot is not None)
+    server.run(sockets=None if sock is None else [sock])
     if server.runtime.status == "failed":
         return EXIT_START_FAILED
     return 0 if server.started else 1
+
+
+def supervise(settings: Settings) -> int:
+    """Load once, bind once, fork WORKERS servers (service/workers.py)."""
+    with multiprocess_metrics_dir():
+        from service.runtime import configure_torch
+
+        # One torch thread in the parent: a thread pool started before fork would be
+        # unusable in the children (OpenMP does not survive fork).
+        configure_torch(1)
+        checkpoint = load(settings)
+        if checkpoint is None:
+            return EXIT_BAD_CHECKPOINT
+        try:
+            sockets = bind_sockets(settings.host, settings.port, settings.workers)
+        except OSError as exc:
+            logger.critical("service: cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+            return EXIT_START_FAILED
+        logger.info(
+            "serving on http://%s:%d with %d workers",
+            settings.host,
+            sockets[0].getsockname()[1],
+            settings.workers,
+        )
+
+        def worker(index: int, slot: WorkerSlot) -> int:
+            # Only its own socket: once this worker closes it, nothing else holds it open.
+            for other, sock in enumerate(sockets):
+                if other != index:
+                    sock.close()
+            listener = configure_logging(settings.log_level, settings.log_format)
+            try:
+                return serve(settings, checkpoint, sockets[index], slot)
+            finally:
+                listener.stop()
+
+        try:
+            return Supervisor(settings.workers, worker, listeners=sockets).run()
+        finally:
+            for sock in sockets:
+                sock.close()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ Policy, in short:
   arrived) until as many items are queued as the last batch held, and stop as soon as the
   arrivals pause. An idle caller (last batch of one) is served at once.
 * With more queued than fits, the batch is the oldest item plus the items of the most similar
-  size among the next few batches' worth, so padding stays small and nothing starves.
+  size among the next few batches' worth, so padding stays small; an item passed over once is
+  taken by the next batch, so nothing waits behind more than about two batches once it is
+  among the oldest, long or short.
 * Items past their deadline, or abandoned by their caller, are dropped before the call.
 * If the handler raises, the batch is split in halves and retried, so one poisonous item
   fails only its own caller.
@@ -78,6 +80,7 @@ class Job(Generic[T, R]):
     future: asyncio.Future[R]
     abandoned: bool = False  # set by the caller when it stops waiting
     batch_size: int = 0  # set by the worker: how many items shared the model call
+    passed_over: int = 0  # batches that were formed from the window without this item
 
 
 _Outcome = tuple[Job[Any, Any], Any, BaseException | None]
@@ -366,9 +369,11 @@ class Batcher(Generic[T, R]):
             batch = [queue.popleft() for _ in range(limit)]
         else:
             window = list(itertools.islice(queue, limit * max(1, self.config.lookahead)))
-            picked = _similar_sizes([job.size for job in window], limit)
-            batch = [window[i] for i in picked]
+            picked = _pick(window, limit)
+            batch = [window[i] for i in sorted(picked)]
             rest = [job for i, job in enumerate(window) if i not in picked]
+            for job in rest:
+                job.passed_over += 1
             for _ in window:
                 queue.popleft()
             queue.extendleft(reversed(rest))
@@ -451,6 +456,17 @@ def _resolve(outcomes: list[_Outcome]) -> None:
             future.set_result(result)
         else:
             future.set_exception(error)
+
+
+def _pick(window: Sequence[Job[Any, Any]], limit: int) -> set[int]:
+    """Indices of the next batch: the oldest item and every item already passed over (oldest
+    first, up to `limit`), then the rest chosen by similar size to the oldest."""
+    due = [i for i, job in enumerate(window) if i == 0 or job.passed_over > 0][:limit]
+    if len(due) == limit:
+        return set(due)
+    others = [0] + [i for i in range(len(window)) if i not in due]
+    chosen = _similar_sizes([window[i].size for i in others], limit - len(due) + 1)
+    return set(due) | {others[c] for c in chosen}
 
 
 def _similar_sizes(sizes: Sequence[int], limit: int) -> set[int]:

@@ -8,6 +8,8 @@ from typing import Literal, get_args
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.workers import available_cpus
+
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 
 
@@ -25,6 +27,14 @@ class Settings(BaseSettings):
         default="127.0.0.1", min_length=1, description="Interface to bind (0.0.0.0 in containers)."
     )
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port (0 = any free port).")
+
+    workers: int = Field(
+        default_factory=available_cpus,
+        ge=1,
+        le=256,
+        description="Server processes on the port (default: the CPUs this process may use, "
+        "by affinity and cgroup quota).",
+    )
 
     max_batch_size: int = Field(default=24, ge=1, le=1024, description="Reviews per model call.")
     max_wait_ms: float = Field(

@@ -94,18 +94,32 @@ class _PassThroughQueueHandler(logging.handlers.QueueHandler):
 def configure_logging(level: str = "INFO", fmt: str = "json") -> logging.handlers.QueueListener:
     """Route every logger (ours, uvicorn's) through one stderr handler on a background thread.
     Stop the returned listener at exit to flush what is queued."""
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, _stderr(fmt), respect_handler_level=False)
+    listener.start()
+    _route_all(_PassThroughQueueHandler(records), level)
+    return listener
+
+
+def configure_plain_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """The same lines, written on the logging thread itself: for a process that forks, where
+    a background thread could hold a lock at the moment of the fork."""
+    _route_all(_stderr(fmt), level)
+
+
+def _stderr(fmt: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=False)
-    listener.start()
+    return handler
+
+
+def _route_all(handler: logging.Handler, level: str) -> None:
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(_PassThroughQueueHandler(records))
+    root.addHandler(handler)
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    return listener

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
-from model.checkpoint import Checkpoint
 from service.config import Settings
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.routes import build_router
-from service.runtime import Runtime
+from service.runtime import ModelSource, Runtime
+from service.workers import WorkerSlot
 
 DESCRIPTION = """
 Scores movie reviews as positive or negative with a recurrent network loaded from a
@@ -26,12 +27,17 @@ checkpoint (the same text pipeline as training).
 
 
 def create_app(
-    settings: Settings | None = None, *, checkpoint: Checkpoint | None = None
+    settings: Settings | None = None,
+    *,
+    model: ModelSource = None,
+    slot: WorkerSlot | None = None,
 ) -> FastAPI:
-    """The ASGI app. `checkpoint` (already loaded) skips loading MODEL_DIR at start-up."""
+    """The ASGI app. `model`: a `ServedModel` to serve (tests pass fakes), or a loaded
+    checkpoint; None loads MODEL_DIR at start-up. `slot`: this worker's place on the shared
+    readiness board when it is one of several (service/workers.py)."""
     settings = settings or Settings()
     metrics = Metrics()
-    runtime = Runtime(settings, metrics, checkpoint=checkpoint)
+    runtime: Runtime[Any, Any] = Runtime(settings, metrics, model=model, slot=slot)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,8 +1,14 @@
-"""Prometheus metrics, one registry per app (so tests can build many apps in one process)."""
+"""Prometheus metrics, one registry per app (so tests can build many apps in one process).
+
+With several workers (PROMETHEUS_MULTIPROC_DIR set by the supervisor before this is imported),
+every value lives in a memory-mapped file per worker and /metrics, whichever worker answers,
+aggregates all of them: counters and histograms add up, gauges say how they combine.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -15,6 +21,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # The *_created series double the output and no dashboard here reads them.
 disable_created_metrics()
@@ -48,6 +56,8 @@ class Metrics:
 
     def __init__(self, namespace: str = "sentiment") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        self._depth: Callable[[], float] | None = None
         r = self.registry
         self.requests = Counter(
             "http_requests",
@@ -69,6 +79,7 @@ class Metrics:
             "Requests being handled now.",
             namespace=namespace,
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.queue_wait = Histogram(
             "queue_wait_seconds",
@@ -102,12 +113,14 @@ class Metrics:
             "Reviews waiting for the model.",
             namespace=namespace,
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.ready = Gauge(
             "ready",
-            "1 when the model is loaded and warm, else 0.",
+            "1 when the model is loaded and warm (in every worker), else 0.",
             namespace=namespace,
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.model = Info("model", "The checkpoint being served.", namespace=namespace, registry=r)
         # What the model answers, for drift: share of each label, confidence, input length.
@@ -139,7 +152,14 @@ class Metrics:
         self._token_children: dict[str, Any] = {}
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
-        self.queue_depth.set_function(depth)
+        if self.multiprocess_dir is None:
+            self.queue_depth.set_function(depth)
+        else:  # a function is read only by its own process: write samples instead
+            self._depth = depth
+
+    def _sample_depth(self) -> None:
+        if self._depth is not None:
+            self.queue_depth.set(self._depth())
 
     def set_model(self, info: dict[str, str]) -> None:
         self.model.info(info)
@@ -155,6 +175,7 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+        self._sample_depth()
 
     def observe_predictions(
         self, model: str, labels: Sequence[str], confidences: Sequence[float], tokens: Sequence[int]
@@ -176,6 +197,7 @@ class Metrics:
     def observe_batch(self, size: int, queue_waits: Sequence[float]) -> None:
         for wait in queue_waits:
             self.queue_wait.observe(wait)
+        self._sample_depth()
 
     def observe_call(self, size: int, seconds: float, ok: bool) -> None:
         self.batch_size.observe(size)
@@ -184,4 +206,20 @@ class Metrics:
             self.batch_failures.inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, self.multiprocess_dir)
+        # The model info is not stored in the files; every worker serves the same checkpoint.
+        registry.register(_Only(self.model))
+        return generate_latest(registry)
+
+
+class _Only:
+    """A collector exposing one metric of another registry."""
+
+    def __init__(self, metric: Info) -> None:
+        self.metric = metric
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metric.collect()

@@ -14,6 +14,7 @@ from service.body import check_content_type, parse_json, read_body, reject_nul, 
 from service.config import Settings
 from service.errors import ApiError, request_id_of
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from service.metrics import Metrics
 from service.page import build_page_router
 from service.runtime import Runtime
 from service.schemas import (
@@ -53,16 +54,33 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type=JSON)
 
 
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+def runtime_of(request: Request) -> Runtime[Any, Any]:
+    runtime: Runtime[Any, Any] = request.app.state.runtime
     return runtime
 
 
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def metrics_of(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+# What routes declare to reach the app's parts (set up by create_app on app.state).
+RuntimeDep = Annotated[Runtime[Any, Any], Depends(runtime_of)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+MetricsDep = Annotated[Metrics, Depends(metrics_of)]
+
+
 async def require_api_key(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """401 unless the request carries the configured bearer key."""
-    key = request.app.state.settings.api_key
+    key = settings.api_key
     if key is None:
         return
     if credentials is None or not secrets.compare_digest(
@@ -101,9 +119,8 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         summary="Score reviews",
         tags=["scoring"],
     )
-    async def predict(request: Request) -> Response:
+    async def predict(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:
         """Score one review (`text`) or several (`texts`); answers come in input order."""
-        runtime = runtime_of(request)
         runtime.serving_model()
         check_content_type(request)
         body = await read_body(
@@ -125,20 +142,24 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         responses={503: {"description": "Loading, draining or failed", "model": HealthResponse}},
         tags=["operations"],
     )
-    async def health(request: Request) -> Response:
-        """Readiness: 200 once the model is loaded and warm; 503 while loading or draining."""
-        runtime = runtime_of(request)
-        if runtime.status == "ok":
+    async def health(request: Request, runtime: RuntimeDep) -> Response:
+        """Readiness: 200 once the model is loaded and warm (in every worker); 503 while
+        loading or draining."""
+        if runtime.ready_everywhere():
             assert runtime.model is not None
             return json_response({"status": "ok", "model": runtime.model.model_id})
+        status = runtime.status
         message = {
             "loading": "Model is loading",
             "draining": "Shutting down",
             "failed": f"Start-up failed: {runtime.failure}",
-        }[runtime.status]
+        }.get(status, "")
+        if status == "ok":  # this worker is ready, another one is not (yet)
+            assert runtime.slot is not None
+            status, message = "loading", f"Model is loading ({runtime.slot.describe()})"
         # Carries both the probe's field and the one error shape.
         error = {"type": "not_ready", "message": message, "request_id": request_id_of(request)}
-        return json_response({"status": runtime.status, "error": error}, status=503)
+        return json_response({"status": status, "error": error}, status=503)
 
     @router.get("/health/live", response_model=LiveResponse, tags=["operations"])
     async def live() -> Response:
@@ -152,9 +173,9 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         dependencies=guarded,
         tags=["scoring"],
     )
-    async def model_info(request: Request) -> Response:
+    async def model_info(runtime: RuntimeDep) -> Response:
         """Metadata of the checkpoint being served."""
-        return json_response(runtime_of(request).info())
+        return json_response(runtime.info())
 
     @router.get(
         "/metrics",
@@ -162,8 +183,8 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         responses={200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text"}},
         tags=["operations"],
     )
-    async def metrics(request: Request) -> Response:
-        """Prometheus metrics."""
-        return Response(request.app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+    async def metrics(metrics: MetricsDep) -> Response:
+        """Prometheus metrics (all workers together)."""
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return router

@@ -1,5 +1,6 @@
 """The serving runtime: loads the model, warms it up, owns the batchers, reports readiness and
-drains on shutdown. Routes call `predict`; everything model-specific lives in inference.py."""
+drains on shutdown. Routes call `predict`. Generic over the served model (service/served.py);
+the shipped one is service/inference.py's `SentimentModel`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import logging
 import sys
 import time
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import torch
 
@@ -23,15 +24,22 @@ from service.batching import (
 )
 from service.config import Settings
 from service.errors import ApiError
-from service.inference import Explainer, SentimentModel, load_explain_fn
+from service.inference import SentimentModel
 from service.metrics import Metrics
 from service.schemas import PredictRequest, build_predict_request
+from service.served import Explainable, ServedModel
+from service.workers import WorkerSlot
 
 logger = logging.getLogger("service.runtime")
 
 Status = Literal["loading", "ok", "draining", "failed"]
 P = TypeVar("P")
+Out = TypeVar("Out")
+T = TypeVar("T")
 R = TypeVar("R")
+# What create_app and Runtime accept: a model to serve, a loaded checkpoint, or None (load
+# MODEL_DIR at start-up).
+ModelSource = ServedModel[Any, Any] | Checkpoint | None
 
 WARM_UP_TEXTS = ("A fine film.", "word " * 1000)
 # Above this many characters in one request, tokenizing moves off the event loop: below it
@@ -48,10 +56,11 @@ def configure_torch(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
-def check_readable(ids: list[list[int]], single: bool) -> None:
+def check_readable(sizes: list[int], single: bool) -> None:
     """422 for a text in which the model's own pipeline finds no token (a zero-width space,
-    control characters, bare markup): there is nothing to score, as with a blank text."""
-    unreadable = [index for index, row in enumerate(ids) if not row]
+    control characters, bare markup): there is nothing to score, as with a blank text.
+    `sizes`: each text's size as the served model measures it."""
+    unreadable = [index for index, size in enumerate(sizes) if size == 0]
     if not unreadable:
         return
     message = "Text has no word or sign the model can read"
@@ -66,22 +75,42 @@ def check_readable(ids: list[list[int]], single: bool) -> None:
     )
 
 
-class Runtime:
+class Runtime(Generic[P, Out]):
     def __init__(
-        self, settings: Settings, metrics: Metrics, checkpoint: Checkpoint | None = None
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        model: ModelSource = None,
+        slot: WorkerSlot | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.status: Status = "loading"
+        self.slot = slot  # one of several workers: readiness is everyone's
+        self._status: Status = "loading"
         self.failure: str | None = None
-        self.model: SentimentModel | None = None
-        self.batcher: Batcher[list[int], list[float]] | None = None
+        self.model: ServedModel[P, Out] | None = None
+        self.batcher: Batcher[P, Out] | None = None
         self.explain_batcher: Batcher[tuple[str, int], list[dict[str, Any]]] | None = None
         self.request_model = build_predict_request(
             settings.max_chars, settings.max_batch, settings.max_explain_texts
         )
-        self._checkpoint = checkpoint
+        self._source = model
         self._start_task: asyncio.Task[None] | None = None
+        self.status = "loading"
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @status.setter
+    def status(self, value: Status) -> None:
+        self._status = value
+        if self.slot is not None:
+            self.slot.report(value)
+
+    def ready_everywhere(self) -> bool:
+        """This worker is ready, and so is every other one (always true for one process)."""
+        return self.status == "ok" and (self.slot is None or self.slot.all_ready())
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -112,19 +141,24 @@ class Runtime:
             extra={"model": self.model.model_id, "startup_s": round(time.monotonic() - began, 3)},
         )
 
+    async def _model(self) -> ServedModel[P, Out]:
+        source = self._source
+        if source is None:
+            source = await asyncio.to_thread(load_checkpoint, self.settings.model_dir)
+        if isinstance(source, Checkpoint):
+            return SentimentModel(source)  # type: ignore[return-value]
+        return source
+
     async def _load(self) -> None:
         settings = self.settings
-        checkpoint = self._checkpoint
-        if checkpoint is None:
-            checkpoint = await asyncio.to_thread(load_checkpoint, settings.model_dir)
+        model = await self._model()
         configure_torch(settings.torch_threads)
         # The inference thread drops and retakes the GIL around every torch op; with the
         # default 5 ms interval each retake can wait behind the event loop's Python work, and
         # the model thread idles. Measured at c=64 on 2 cores: 5 ms ~735 req/s, 1 ms ~840,
         # 0.1 ms ~970 (the default here).
         sys.setswitchinterval(settings.switch_interval_ms / 1000)
-        model = SentimentModel(checkpoint)
-        batcher: Batcher[list[int], list[float]] = Batcher(
+        batcher: Batcher[P, Out] = Batcher(
             model.predict,
             BatcherConfig(
                 max_batch_size=settings.max_batch_size,
@@ -132,7 +166,7 @@ class Runtime:
                 max_queue=settings.max_queue,
                 name="inference",
             ),
-            size_of=len,
+            size_of=model.size_of,
             observer=self.metrics,
             # torch's thread count is per thread under OpenMP: set it where the model runs.
             initializer=lambda: configure_torch(settings.torch_threads),
@@ -141,14 +175,14 @@ class Runtime:
         self.model, self.batcher = model, batcher
         self.metrics.track_queue_depth(lambda: batcher.depth)
         self.metrics.set_model(model.metric_labels())
-        explain_fn = load_explain_fn()
-        if explain_fn is not None:
-            explainer = await asyncio.to_thread(
-                Explainer, checkpoint, explain_fn, settings.max_explain_tokens
-            )
+        if isinstance(model, Explainable):
+            explainer = await asyncio.to_thread(model.explainer, settings.max_explain_tokens)
+        else:
+            explainer = None
+        if explainer is not None:
             # Its own thread and a small queue: explanations never join (or delay) a plain batch.
             self.explain_batcher = Batcher(
-                explainer.explain,
+                explainer,
                 BatcherConfig(
                     max_batch_size=settings.max_explain_texts,
                     max_wait_s=0,
@@ -183,7 +217,7 @@ class Runtime:
 
     # -- serving -----------------------------------------------------------------------------
 
-    def serving_model(self) -> SentimentModel:
+    def serving_model(self) -> ServedModel[P, Out]:
         """The model, if it may serve now (also while draining); else 503."""
         model, batcher = self.model, self.batcher
         if self.status in ("loading", "failed") or model is None or batcher is None:
@@ -203,10 +237,11 @@ class Runtime:
         assert self.batcher is not None
         texts = request.items
         single = request.texts is None
-        ids = await self._decode(model, texts)
-        check_readable(ids, single)
+        payloads = await self._decode(model, texts)
+        sizes = [model.size_of(payload) for payload in payloads]
+        check_readable(sizes, single)
         if request.explain:
-            self._check_explainable(ids, single)
+            self._check_explainable(sizes, single)
         if time_left <= 0:
             raise self._timeout()
         deadline = time.monotonic() + time_left
@@ -215,21 +250,21 @@ class Runtime:
         explaining = None
         if request.explain:
             assert self.explain_batcher is not None
-            sized = [(text, len(row)) for text, row in zip(texts, ids, strict=True)]
+            sized = list(zip(texts, sizes, strict=True))
             explaining = self._submit(self.explain_batcher, sized, deadline)
         try:
-            scoring = self._submit(self.batcher, ids, deadline)
-            probabilities, batch_size = await self._wait(self.batcher, scoring, deadline)
+            scoring = self._submit(self.batcher, payloads, deadline)
+            outputs, batch_size = await self._wait(self.batcher, scoring, deadline)
         except BaseException:
             if explaining is not None:  # nobody will read it: leave the lane to others
                 Batcher.cancel(explaining)
             raise
-        predictions = [model.encode(row) for row in probabilities]
+        predictions = [model.encode(output) for output in outputs]
         self.metrics.observe_predictions(
             model.model_id,
             [p["label"] for p in predictions],
             [p["confidence"] for p in predictions],
-            [len(row) for row in ids],
+            sizes,
         )
         if explaining is not None:
             assert self.explain_batcher is not None
@@ -238,20 +273,20 @@ class Runtime:
                 prediction["explanation"] = explanation
         return {"model": model.model_id, "predictions": predictions}, batch_size
 
-    async def _decode(self, model: SentimentModel, texts: list[str]) -> list[list[int]]:
-        """Token ids per text; a large request is tokenized on a worker thread, so that the
+    async def _decode(self, model: ServedModel[P, Out], texts: list[str]) -> list[P]:
+        """The model input per text; a large request is tokenized on a worker thread, so that the
         event loop keeps answering (probes above all) meanwhile."""
         if sum(map(len, texts)) <= DECODE_INLINE_CHARS:
             return [model.decode(text) for text in texts]
         return await asyncio.to_thread(lambda: [model.decode(text) for text in texts])
 
-    def _check_explainable(self, ids: list[list[int]], single: bool) -> None:
+    def _check_explainable(self, sizes: list[int], single: bool) -> None:
         settings = self.settings
         if self.explain_batcher is None:
             raise ApiError(
                 501, "Explanations are not available in this build", type="not_implemented"
             )
-        if len(ids) > settings.max_explain_texts:
+        if len(sizes) > settings.max_explain_texts:
             raise ApiError(
                 422,
                 f"texts: at most {settings.max_explain_texts} texts can be explained per request",
@@ -264,12 +299,10 @@ class Runtime:
                     }
                 ],
             )
-        for index, row in enumerate(ids):
-            if len(row) > settings.max_explain_tokens:
+        for index, tokens in enumerate(sizes):
+            if tokens > settings.max_explain_tokens:
                 field = "text" if single else f"texts[{index}]"
-                message = (
-                    f"{len(row)} tokens; at most {settings.max_explain_tokens} can be explained"
-                )
+                message = f"{tokens} tokens; at most {settings.max_explain_tokens} can be explained"
                 raise ApiError(
                     422,
                     f"{field}: {message}",
@@ -277,7 +310,7 @@ class Runtime:
                     details=[{"field": field, "message": message, "type": "too_long_to_explain"}],
                 )
 
-    def _submit(self, batcher: Batcher[P, R], payloads: list[P], deadline: float) -> list[Job[P, R]]:
+    def _submit(self, batcher: Batcher[T, R], payloads: list[T], deadline: float) -> list[Job[T, R]]:
         try:
             return batcher.submit(payloads, deadline)
         except QueueFull as exc:
@@ -293,7 +326,7 @@ class Runtime:
             ) from None
 
     async def _wait(
-        self, batcher: Batcher[P, R], jobs: list[Job[P, R]], deadline: float
+        self, batcher: Batcher[T, R], jobs: list[Job[T, R]], deadline: float
     ) -> tuple[list[R], int]:
         try:
             return await batcher.wait(jobs, deadline)

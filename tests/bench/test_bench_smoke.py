@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import analysis, metrics, profile
+from bench import analysis, metrics, profile, rounds
 from bench.load import available_generators
 from bench.server import service_available
 from tests.conftest import build_checkpoint
@@ -76,6 +76,43 @@ def test_policy_winner_prefers_low_latency_among_near_best() -> None:
     assert win["recommended"]["max_batch_size"] == 64
 
 
+def test_peer_targets_compare_with_litserve_and_plain_fastapi() -> None:
+    def row(c: int, rps: float, p50: float, p99: float) -> dict[str, object]:
+        return {"concurrency": c, "throughput_rps": rps, "latency_ms": {"p50": p50, "p99": p99}}
+
+    peers = {
+        "litserve": {"levels": [row(1, 100, 10.0, 20.0), row(64, 500, 80.0, 100.0)]},
+        "fastapi": {"levels": [row(1, 200, 5.0, 9.0)]},
+    }
+    found = {
+        t["name"]: t for t in analysis.peer_targets(peers, row(1, 250, 4.0, 8.0), row(64, 900, 50.0, 120.0))
+    }
+    assert found["served throughput at c=64 / LitServe's"]["value"] == 1.8
+    assert found["served throughput at c=64 / LitServe's"]["met"] is True
+    assert found["p99 at c=64 / LitServe's"]["value"] == 1.2
+    assert found["p99 at c=64 / LitServe's"]["met"] is False
+    assert found["p50 at c=1 / plain FastAPI's"]["value"] == 0.8
+    assert found["p50 at c=1 / plain FastAPI's"]["met"] is True
+    skipped = analysis.peer_targets({"litserve": {"skipped": "not installed"}}, None, row(64, 1, 1, 1))
+    assert skipped[0]["met"] is None and skipped[0]["detail"] == "not installed"
+
+
+def test_round_ratios_are_taken_within_the_round() -> None:
+    def system(rps: float, p50: float, p99: float) -> dict[str, dict[str, float]]:
+        level = {"throughput_rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": 0.0}
+        return {"c1": level, "c64": level}
+
+    found = rounds.ratios(
+        {"service": system(900, 4, 100), "litserve": system(450, 8, 200), "fastapi": system(100, 5, 9)}
+    )
+    assert found == {
+        "throughput_c64_vs_litserve": 2.0,
+        "p99_c64_vs_litserve": 0.5,
+        "p50_c1_vs_fastapi": 0.8,
+    }
+    assert rounds.ratios({"service": system(1, 1, 1)}) == {}
+
+
 def test_smoke_run_writes_results(tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     build_checkpoint(ckpt)
@@ -92,7 +129,7 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
         str(out),
         "--no-profile",
         "--sections",
-        "offline,served,startup",
+        "offline,served,peers,startup",
         "--log-level",
         "WARNING",
     ]
@@ -119,5 +156,17 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert served["levels"][0]["server_histograms"]["inference_s"]["count"] > 0
     assert results["explain"]["explain"]["requests"] > 0
     assert results["startup"]["ready_s_median"] > 0
+    # Peers on the same reviews: the plain app always, LitServe when the bench extra is installed.
+    peers = results["peers"]
+    for kind in ("fastapi", "litserve"):
+        if kind == "litserve" and "skipped" in peers[kind]:
+            assert "pip install" in peers[kind]["skipped"]
+            continue
+        rows = peers[kind]["levels"]
+        assert [r["concurrency"] for r in rows] == [1, 8]
+        assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows), (kind, rows)
+    assert "## Side by side" in (out / "RESULTS.md").read_text()
+    best = results["offline"]["best"]["reviews_per_s"]
+    assert best >= results["offline"]["ceiling"]["reviews_per_s"]
     assert results["breakdown"]["c1"]["parts_ms"]
     assert {p.name for p in out.glob("*.png")} >= {"throughput.png", "latency.png"}

@@ -23,6 +23,9 @@ def _docs(path: Path) -> list[dict[str, Any]]:
 
 MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
 RESOURCES = [(p.name, doc) for p in MANIFESTS for doc in _docs(p)]
+BATCH_DIR = K8S_DIR / "batch"
+BATCH = sorted(p for p in BATCH_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
+BATCH_RESOURCES = [(f"batch/{p.name}", doc) for p in BATCH for doc in _docs(p)]
 
 
 def _one(kind: str) -> dict[str, Any]:
@@ -51,7 +54,11 @@ def test_manifests_present() -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize(("filename", "doc"), RESOURCES, ids=[f"{f}:{d['kind']}" for f, d in RESOURCES])
+@pytest.mark.parametrize(
+    ("filename", "doc"),
+    RESOURCES + BATCH_RESOURCES,
+    ids=[f"{f}:{d['kind']}" for f, d in RESOURCES + BATCH_RESOURCES],
+)
 def test_schema_valid(filename: str, doc: dict[str, Any], version: str) -> None:
     # strict: unknown fields (typos) fail too; a missing schema (wrong apiVersion) raises.
     try:
@@ -81,16 +88,22 @@ def test_probes() -> None:
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60, "allow a minute to load"
 
 
-def test_resources_and_torch_threads_match_cpu_limit() -> None:
+def test_one_worker_per_cpu_of_the_limit() -> None:
     resources = _container()["resources"]
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(resources[kind]), kind
     limit = _cpu(resources["limits"]["cpu"])
-    threads = _env()["TORCH_THREADS"]
-    if "value" in threads:
-        assert int(threads["value"]) == math.ceil(limit)
+    env = _env()
+    # Workers x torch threads must not oversubscribe the CPUs the pod may use.
+    threads = int(env["TORCH_THREADS"]["value"]) if "TORCH_THREADS" in env else 1
+    assert threads == 1, "one torch thread per worker; the workers use the other CPUs"
+    workers = env.get("WORKERS")
+    if workers is None:  # the service reads the cgroup quota itself
+        return
+    if "value" in workers:
+        assert int(workers["value"]) == math.ceil(limit)
     else:
-        ref = threads["valueFrom"]["resourceFieldRef"]
+        ref = workers["valueFrom"]["resourceFieldRef"]
         assert ref["resource"] == "limits.cpu"
         assert ref.get("containerName", _container()["name"]) == _container()["name"]
         assert str(ref.get("divisor", "1")) == "1"
@@ -143,3 +156,30 @@ def test_hpa_targets_the_deployment() -> None:
     assert "cpu" in _container()["resources"]["requests"]
     pdb = _one("PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"], "drains must be able to evict"
+
+
+def test_batch_scoring_is_an_indexed_job_over_every_shard() -> None:
+    [(_, job)] = BATCH_RESOURCES
+    assert job["kind"] == "Job"
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert 1 <= spec["parallelism"] <= spec["completions"]
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True
+    [container] = pod["containers"]
+    assert container["command"] == ["python", "-m", "model.predict"]
+    args = container["args"]
+    # --shard I/N: I from the pod's completion index, N the Job's completions.
+    shard = args[args.index("--shard") + 1]
+    assert shard == f"$(JOB_COMPLETION_INDEX)/{spec['completions']}"
+    assert "$(JOB_COMPLETION_INDEX)" in args[args.index("--out") + 1], "one output part per shard"
+    env = {e["name"]: e for e in container["env"]}
+    field = env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    resources = container["resources"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[kind]), kind
+    threads = env["OMP_NUM_THREADS"]["valueFrom"]["resourceFieldRef"]
+    assert threads["resource"] == "limits.cpu" and threads["containerName"] == container["name"]
+    [kustomization] = _docs(BATCH_DIR / "kustomization.yaml")
+    assert kustomization["resources"] == [p.name for p in BATCH]

@@ -104,7 +104,7 @@ def test_spans_map_back_to_the_original_text(tiny: Predictor, text: str) -> None
     ends = [0] + [t.end for t in tokens]
     assert all(prev <= t.start < t.end for prev, t in zip(ends, tokens, strict=False))
     # exactly the tokens the model reads, in order
-    assert tiny.pipeline.vocab.ids([t.token for t in tokens]) == tiny.encode(text)
+    assert tiny.pipeline.vocab.ids([t.token for t in tokens]) == tiny.text_to_ids(text)
 
 
 def test_spans_are_code_point_offsets_into_the_raw_text(tiny: Predictor) -> None:
@@ -127,7 +127,7 @@ def test_long_review_covers_exactly_what_the_model_read(tiny: Predictor) -> None
     head = round(config.max_tokens * config.head_fraction)
     assert [t.token for t in tokens] == words[:head] + words[150 - (config.max_tokens - head) :]
     assert all(text[t.start : t.end] == t.token for t in tokens)
-    assert len(tokens) == len(tiny.encode(text)) == config.max_tokens
+    assert len(tokens) == len(tiny.text_to_ids(text)) == config.max_tokens
 
 
 def test_max_tokens_cap_keeps_head_and_tail(tiny: Predictor) -> None:

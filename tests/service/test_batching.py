@@ -120,21 +120,34 @@ async def test_queue_full_refuses_at_once_with_retry_after() -> None:
     await batcher.stop()
 
 
-async def test_similar_sizes_are_grouped_when_the_queue_is_deep() -> None:
+async def batches_of_a_deep_queue(sizes: list[int]) -> list[list[int]]:
+    """The batches `sizes` are served in, all queued while the handler is busy (batches of 3,
+    a window of 4 batches)."""
     handler = Recorder()
     batcher = make(handler, max_batch_size=3, lookahead=4)
     batcher.start()
     handler.gate.clear()
     busy = asyncio.create_task(batcher.run([1], later()))
     await asyncio.to_thread(handler.entered.wait, 5)
-    sizes = [50, 3, 51, 4, 52, 5]  # the oldest (50) goes first, with its nearest neighbours
     tasks = [asyncio.create_task(batcher.run([s], later())) for s in sizes]
     await asyncio.sleep(0.02)
     handler.gate.set()
     await busy
     await asyncio.gather(*tasks)
-    assert handler.calls[1:] == [[50, 51, 52], [3, 4, 5]]
     await batcher.stop()
+    return handler.calls[1:]
+
+
+async def test_similar_sizes_are_grouped_when_the_queue_is_deep() -> None:
+    # The oldest (50) goes first, with its nearest neighbours.
+    assert await batches_of_a_deep_queue([50, 3, 51, 4, 52, 5]) == [[50, 51, 52], [3, 4, 5]]
+
+
+async def test_an_item_passed_over_once_goes_in_the_next_batch() -> None:
+    # The first batch takes 1, 2, 3 and passes over 100, 4 and 5: those three go next, ahead
+    # of the later 6 and 7 that are nearer in size to 100.
+    batches = await batches_of_a_deep_queue([1, 100, 2, 3, 4, 5, 6, 7])
+    assert batches == [[1, 2, 3], [100, 4, 5], [6, 7]]
 
 
 def test_similar_sizes_always_include_the_oldest() -> None:

@@ -114,28 +114,37 @@ async def test_concurrent_load_matches_offline_scoring(
     texts = [t for t, _ in synthetic_reviews(250, seed=11)] + ODD_TEXTS
     offline = Predictor.load(tiny_checkpoint_dir)
     expected = offline.predict_texts(texts).tolist()
-    with server(tiny_checkpoint_dir, tmp_path / "server.log") as (process, url):
+    with server(tiny_checkpoint_dir, tmp_path / "server.log", WORKERS="2") as (process, url):
         async with clients(url) as pool:
             predictions = await asyncio.gather(
                 *(pool[i % SHARDS].predict(t) for i, t in enumerate(texts))
             )
             batch = await pool[0].predict_many(texts[:50])
         calls = metric(url, "sentiment_batch_size_count")
+        answered = metric(
+            url, 'sentiment_http_requests_total{method="POST",route="/predict",status="200"}'
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     for prediction, row in zip(predictions + batch, expected + expected[:50], strict=True):
         assert_close(prediction, row, offline.labels)
     assert calls < len(texts)  # they really were batched
+    assert answered == len(texts) + 1  # counted once each, whichever worker answered
 
 
-@pytest.mark.parametrize("drain_delay", ["0", "0.5"])
+@pytest.mark.parametrize(("drain_delay", "workers"), [("0", "1"), ("0", "2"), ("0.5", "2")])
 async def test_sigterm_under_load_loses_no_accepted_request(
-    tiny_checkpoint_dir: Path, tmp_path: Path, drain_delay: str
+    tiny_checkpoint_dir: Path, tmp_path: Path, drain_delay: str, workers: str
 ) -> None:
     texts = [t for t, _ in synthetic_reviews(200, seed=12)]
     offline = Predictor.load(tiny_checkpoint_dir)
     expected = offline.predict_texts(texts).tolist()
-    slow = {"SLOW_BATCH_S": "0.05", "MAX_BATCH_SIZE": "4", "DRAIN_DELAY_S": drain_delay}
+    slow = {
+        "SLOW_BATCH_S": "0.05",
+        "MAX_BATCH_SIZE": "4",
+        "DRAIN_DELAY_S": drain_delay,
+        "WORKERS": workers,
+    }
     log = tmp_path / "server.log"
     with server(tiny_checkpoint_dir, log, "tests.service.patched_server", **slow) as (process, url):
         async with clients(url, retry=NO_RETRY, timeout=30) as pool:

@@ -234,7 +234,7 @@ async def test_too_many_texts_to_explain_is_422(app_factory: Callable[..., FastA
 async def test_explain_without_the_module_is_501(
     app_factory: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("service.runtime.load_explain_fn", lambda: None)
+    monkeypatch.setattr("service.inference.load_explain_fn", lambda: None)
     async with running(app_factory()) as client:
         response = await client.post("/predict", json={"text": "a", "explain": True})
         plain = await client.post("/predict", json={"text": "a"})

@@ -65,7 +65,7 @@ async def test_prediction_metrics_add_up_to_the_texts_scored(
     assert {dict(ls)["model"] for (n, ls) in values if n == "sentiment_predictions_total"} == {model_id}
 
     predictor = Predictor.load(tiny_checkpoint_dir)
-    lengths = [len(predictor.encode(t)) for t in sent]
+    lengths = [len(predictor.text_to_ids(t)) for t in sent]
     assert total(values, "sentiment_input_tokens_count", model=model_id) == len(sent)
     assert total(values, "sentiment_input_tokens_sum", model=model_id) == sum(lengths)
     assert total(values, "sentiment_input_tokens_bucket", le="25.0") == sum(n <= 25 for n in lengths)

@@ -1,0 +1,54 @@
+"""The contract between the serving runtime and a model: decode -> predict -> encode, plus info.
+
+`Runtime` is generic over it, so the HTTP layer, batching, readiness and drain never see torch;
+tests hand `create_app` a small fake that satisfies this protocol instead of patching classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+P = TypeVar("P")  # what one review becomes before the model call (e.g. token ids)
+Out = TypeVar("Out")  # the model's output for one review (e.g. probabilities)
+
+# (review, its size) pairs -> one attribution list each; the size only weighs the work.
+Explain = Callable[[list[tuple[str, int]]], Sequence[list[dict[str, Any]]]]
+
+
+@runtime_checkable
+class ServedModel(Protocol[P, Out]):
+    model_id: str
+
+    def decode(self, text: str) -> P:
+        """One review -> the model's input for it (runs in the request handler)."""
+        ...
+
+    def size_of(self, payload: P) -> int:
+        """Cost of a payload (tokens): batches group similar sizes; explain limits use it."""
+        ...
+
+    def predict(self, batch: list[P]) -> Sequence[Out]:
+        """ONE model call over a batch (runs on the inference thread), in order."""
+        ...
+
+    def encode(self, output: Out) -> dict[str, Any]:
+        """One output -> its JSON object in the response."""
+        ...
+
+    def info(self, explanations: bool) -> dict[str, Any]:
+        """What GET /model shows."""
+        ...
+
+    def metric_labels(self) -> dict[str, str]:
+        """Labels of the `model` info metric."""
+        ...
+
+
+@runtime_checkable
+class Explainable(Protocol):
+    """A served model that can also build token attributions (on its own thread and copy)."""
+
+    def explainer(self, max_tokens: int) -> Explain | None:
+        """A function from reviews to one attribution list each, or None if unavailable."""
+        ...

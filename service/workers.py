@@ -1,0 +1,278 @@
+"""Several worker processes on one port: a pre-fork supervisor.
+
+The supervisor (the process `python -m service` starts) loads the checkpoint once, binds one
+listening socket per worker on the same port (SO_REUSEPORT), then forks WORKERS children. Each
+child is a complete single-process server (its own event loop, inference thread, batcher and
+drain logic) accepting from its own socket; the model's weights stay in pages the children
+share copy-on-write. The kernel spreads connections evenly over the sockets (one shared socket
+let whichever worker woke first take most of them: 56 of 64 keep-alive connections in one
+try), and the supervisor keeps each socket open, so connections that arrive while a worker is
+being replaced wait for its successor instead of being refused.
+
+* Readiness: every worker writes its status into a small shared-memory board, and each one's
+  /health is 200 only while every slot says "ok".
+* SIGTERM/SIGINT: forwarded as SIGTERM to every worker, each of which drains as a single
+  process would; the supervisor exits once all have, with the first non-zero status.
+* A worker that dies is logged and replaced (a fresh fork of the supervisor, which never ran
+  the model); a worker whose start-up failed ends the whole server instead of looping.
+* Metrics: the supervisor creates PROMETHEUS_MULTIPROC_DIR before prometheus_client is
+  imported anywhere, tells the library when a worker dies, and removes the directory at exit.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import mmap
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import FrameType
+
+logger = logging.getLogger("service.workers")
+
+STATUS_CODES = {"loading": 0, "ok": 1, "draining": 2, "failed": 3}
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Exit status of a worker whose start-up failed (service.__main__.EXIT_START_FAILED).
+START_FAILED = 4
+# More deaths than this within CRASH_WINDOW_S: stop replacing and give up.
+MAX_CRASHES = 5
+CRASH_WINDOW_S = 60.0
+FORWARDED = (signal.SIGTERM, signal.SIGINT)
+
+
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (v2
+    `cpu.max` or v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`), rounded up, at least 1."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        count = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup_root)
+    if quota is not None:
+        count = min(count, math.ceil(quota))
+    return max(1, count)
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """CPUs allowed by the cgroup quota, or None when unlimited or unknown."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "150000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for v1 in (root / "cpu", root / "cpu,cpuacct", root):
+        try:
+            quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+            period_us = int((v1 / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    return None
+
+
+class WorkerBoard:
+    """One status byte per worker in anonymous shared memory (created before forking, so
+    every worker sees every other's writes)."""
+
+    def __init__(self, workers: int) -> None:
+        self.size = workers
+        self._memory = mmap.mmap(-1, workers)  # MAP_SHARED: survives fork as one page
+
+    def set(self, index: int, status: str) -> None:
+        self._memory[index] = STATUS_CODES[status]
+
+    def ready(self) -> int:
+        """How many workers report "ok"."""
+        ok = STATUS_CODES["ok"]
+        return sum(1 for code in self._memory[: self.size] if code == ok)
+
+    def slot(self, index: int) -> WorkerSlot:
+        return WorkerSlot(self, index)
+
+
+class WorkerSlot:
+    """What one worker's runtime sees of the board: its own slot to write, everyone to read."""
+
+    def __init__(self, board: WorkerBoard, index: int) -> None:
+        self.board = board
+        self.index = index
+
+    def report(self, status: str) -> None:
+        self.board.set(self.index, status)
+
+    def all_ready(self) -> bool:
+        return self.board.ready() == self.board.size
+
+    def describe(self) -> str:
+        return f"{self.board.ready()} of {self.board.size} workers ready"
+
+
+@contextmanager
+def multiprocess_metrics_dir() -> Iterator[Path]:
+    """A fresh PROMETHEUS_MULTIPROC_DIR for this server's lifetime (must be entered before
+    prometheus_client is imported: it picks its value storage at import)."""
+    path = Path(tempfile.mkdtemp(prefix="sentiment-metrics-"))
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+WorkerMain = Callable[[int, WorkerSlot], int]
+
+
+class Supervisor:
+    """Forks `workers` children running `worker_main(index, slot)` (which returns the exit
+    status), keeps them running, forwards termination and collects their statuses."""
+
+    def __init__(
+        self, workers: int, worker_main: WorkerMain, listeners: Sequence[socket.socket] = ()
+    ) -> None:
+        self.workers = workers
+        self.worker_main = worker_main
+        # Closed once stopping (no more workers to fork): with the workers' copies closed as
+        # they drain, the port then refuses new connections instead of queueing them unserved.
+        self.listeners = listeners
+        self.board = WorkerBoard(workers)
+        self.children: dict[int, int] = {}  # pid -> worker index
+        self.stopping = False
+        self.exit_code = 0
+        self._crashes: list[float] = []
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in FORWARDED}
+        try:
+            # Objects alive now (the loaded model among them) move to a generation the
+            # collector never scans, so no child dirties their pages by collecting them.
+            gc.freeze()
+            for index in range(self.workers):
+                self._spawn(index)
+            while self.children:
+                self._reap_one()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self.exit_code
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            logger.info("received %s: draining %d workers", signal.Signals(sig).name, len(self.children))
+        self._stop()
+        # Workers ignore SIGINT (a terminal's Ctrl+C reaches the whole process group), so
+        # each gets exactly the signals the supervisor got, as SIGTERM.
+        self._signal_children(signal.SIGTERM)
+
+    def _signal_children(self, sig: int) -> None:
+        for pid in list(self.children):
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _spawn(self, index: int) -> None:
+        self.board.set(index, "loading")
+        # Signals stay blocked across fork until the child's server has its handlers in place,
+        # so a SIGTERM arriving meanwhile is delivered to the right code, not lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child process
+                for sig in FORWARDED:
+                    signal.signal(sig, signal.SIG_DFL)
+                code = 1
+                try:
+                    code = self.worker_main(index, self.board.slot(index))
+                except BaseException:
+                    logger.exception("worker %d crashed", index)
+                finally:
+                    os._exit(code)
+            # Known before a pending signal is let in, so the handler signals this child too.
+            self.children[pid] = index
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+        logger.info("worker %d started", index, extra={"pid": pid})
+
+    def _reap_one(self) -> None:
+        pid, status = os.waitpid(-1, 0)
+        index = self.children.pop(pid, None)
+        if index is None:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        _mark_metrics_dead(pid)
+        if self.stopping:
+            if code != 0:
+                logger.warning("worker %d exited with status %d", index, code, extra={"pid": pid})
+                self.exit_code = self.exit_code or _as_status(code)
+            return
+        if code == START_FAILED:
+            logger.critical("worker %d failed to start; stopping the server", index)
+            self._give_up(START_FAILED)
+            return
+        now = time.monotonic()
+        self._crashes = [t for t in self._crashes if now - t < CRASH_WINDOW_S] + [now]
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+        if len(self._crashes) > MAX_CRASHES:
+            logger.critical(
+                "worker %d died (%s); %d deaths within %.0fs, giving up",
+                index, how, len(self._crashes), CRASH_WINDOW_S, extra={"pid": pid},
+            )
+            self._give_up(1)
+            return
+        logger.error("worker %d died (%s); replacing it", index, how, extra={"pid": pid})
+        self._spawn(index)
+
+    def _give_up(self, code: int) -> None:
+        self._stop()
+        self.exit_code = code
+        self._signal_children(signal.SIGTERM)
+
+    def _stop(self) -> None:
+        self.stopping = True
+        for listener in self.listeners:
+            listener.close()
+
+
+def _as_status(code: int) -> int:
+    return 128 - code if code < 0 else code  # killed by signal N -> 128+N, like a shell
+
+
+def _mark_metrics_dead(pid: int) -> None:
+    if not os.environ.get(MULTIPROC_ENV):
+        return
+    from prometheus_client import multiprocess
+
+    # Drops the dead worker's "live" gauges (in flight, queue depth, ready); its counters
+    # and histograms stay, so totals never go backwards.
+    multiprocess.mark_process_dead(pid)
+
+
+def bind_sockets(host: str, port: int, count: int, backlog: int = 2048) -> list[socket.socket]:
+    """`count` listening sockets on one port (port 0: the first one picks it), one per worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]
+            sock.listen(backlog)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets

@@ -1,0 +1,62 @@
+"""model.predict --shard I/N and --merge: N shards merged equal one unsharded run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model import predict
+from tests.conftest import synthetic_reviews
+
+
+def run(*args: str) -> int:
+    return predict.main([*args, "--no-progress"])
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("shards", [1, 3, 7])
+def test_shards_merged_equal_one_unsharded_run(
+    tiny_checkpoint_dir: Path, tmp_path: Path, shards: int
+) -> None:
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("\n".join(text for text, _ in synthetic_reviews(40, seed=21)) + "\n")
+    checkpoint = ["--checkpoint", str(tiny_checkpoint_dir), "--batch-size", "8"]
+    whole = tmp_path / "whole.jsonl"
+    assert run(str(reviews), *checkpoint, "--out", str(whole)) == 0
+    parts = [tmp_path / f"part-{i}.jsonl" for i in range(shards)]
+    for i, part in enumerate(parts):
+        assert run(str(reviews), *checkpoint, "--shard", f"{i}/{shards}", "--out", str(part)) == 0
+        assert [r["index"] for r in rows(part)] == list(range(i, 40, shards))  # every N-th
+    merged = tmp_path / "merged.jsonl"
+    assert run("--merge", *map(str, reversed(parts)), "--out", str(merged)) == 0
+    expected, got = rows(whole), rows(merged)
+    assert [r["label"] for r in got] == [r["label"] for r in expected]
+    for a, b in zip(got, expected, strict=True):
+        assert set(a) == set(b)
+        for label, p in b["probabilities"].items():
+            assert abs(a["probabilities"][label] - p) <= 1e-6
+
+
+def test_a_missing_part_is_an_error(
+    tiny_checkpoint_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("good\nbad\nfine\nawful\n")
+    part = tmp_path / "part-0.jsonl"
+    assert run(str(reviews), "--checkpoint", str(tiny_checkpoint_dir), "--shard", "0/2",
+               "--out", str(part)) == 0
+    assert run("--merge", str(part), "--out", str(tmp_path / "all.jsonl")) == 2
+    assert "is a shard missing?" in caplog.text
+
+
+@pytest.mark.parametrize("shard", ["2/2", "-1/3", "1", "a/b", "0/0"])
+def test_bad_shard_is_refused(shard: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["reviews.txt", f"--shard={shard}"])
+    assert exit_info.value.code == 2
+    assert "expected I/N" in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""The served-model contract: create_app serves any `ServedModel` handed to it (no patching),
+and readiness across workers through the shared board."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from service.config import Settings
+from service.main import create_app
+from service.served import Explainable, ServedModel
+from service.workers import WorkerBoard
+from tests.service.conftest import assert_error, running
+
+pytestmark = pytest.mark.anyio
+
+
+class ShoutingModel:
+    """Scores a review by the share of its letters that are capitals."""
+
+    model_id = "shouting@1"
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def decode(self, text: str) -> str:
+        return "".join(c for c in text if c.isalpha())
+
+    def size_of(self, payload: str) -> int:
+        return len(payload)
+
+    def predict(self, batch: list[str]) -> Sequence[float]:
+        self.batches.append(batch)
+        return [sum(c.isupper() for c in p) / max(1, len(p)) for p in batch]
+
+    def encode(self, output: float) -> dict[str, Any]:
+        label = "loud" if output > 0.5 else "calm"
+        return {
+            "label": label,
+            "confidence": max(output, 1 - output),
+            "probabilities": {"calm": 1 - output, "loud": output},
+        }
+
+    def info(self, explanations: bool) -> dict[str, Any]:
+        return {"id": self.model_id, "labels": ["calm", "loud"], "explanations": explanations}
+
+    def metric_labels(self) -> dict[str, str]:
+        return {"id": self.model_id}
+
+
+def settings(**overrides: Any) -> Settings:
+    return Settings(log_level="WARNING", **overrides)
+
+
+def test_the_fake_satisfies_the_contract() -> None:
+    assert isinstance(ShoutingModel(), ServedModel)
+    assert not isinstance(ShoutingModel(), Explainable)
+
+
+async def test_create_app_serves_an_injected_model() -> None:
+    model = ShoutingModel()
+    async with running(create_app(settings(), model=model)) as client:
+        one = await client.post("/predict", json={"text": "WHAT a FILM"})
+        many = await client.post("/predict", json={"texts": ["quiet", "LOUD!"]})
+        info = await client.get("/model")
+        explain = await client.post("/predict", json={"text": "x", "explain": True})
+        metrics = (await client.get("/metrics")).text
+    assert one.status_code == 200, one.text
+    assert one.json()["model"] == "shouting@1"
+    assert one.json()["predictions"][0]["label"] == "loud"
+    assert [p["label"] for p in many.json()["predictions"]] == ["calm", "loud"]
+    assert info.json() == {"id": "shouting@1", "labels": ["calm", "loud"], "explanations": False}
+    assert_error(explain, 501, "not_implemented")
+    assert 'sentiment_model_info{id="shouting@1"} 1.0' in metrics
+    assert ["WHATaFILM"] in model.batches  # the warm-up ran too, through the same calls
+
+
+async def test_health_waits_for_every_worker() -> None:
+    board = WorkerBoard(2)
+    app = create_app(settings(), model=ShoutingModel(), slot=board.slot(0))
+    async with running(app, ready=False) as client:
+        await app.state.runtime.wait_started()
+        waiting = await client.get("/health")
+        board.set(1, "ok")
+        ready = await client.get("/health")
+    assert_error(waiting, 503, "not_ready")
+    assert waiting.json()["status"] == "loading"
+    assert "1 of 2 workers ready" in waiting.json()["error"]["message"]
+    assert ready.status_code == 200
