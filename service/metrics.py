@@ -20,6 +20,7 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
     generate_latest,
+    values,
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -57,6 +58,10 @@ class Metrics:
     def __init__(self, namespace: str = "sentiment") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        if self.multiprocess_dir is not None:
+            # prometheus_client picks its value storage when first imported: if that happened
+            # before the supervisor set the directory, values would stay in this process.
+            values.ValueClass = values.get_value_class()
         self._depth: Callable[[], float] | None = None
         r = self.registry
         self.requests = Counter(

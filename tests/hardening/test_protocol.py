@@ -27,6 +27,8 @@ MAX_CONNECTIONS = 16
 BODY_TIMEOUT_S = 1.0
 LOW_NOFILE = 256  # the soft descriptor limit the server starts with; it must raise it
 ENV = {
+    # The limits and the descriptor raise are per process: one worker holds all connections.
+    "WORKERS": "1",
     "MAX_CONNECTIONS": str(MAX_CONNECTIONS),
     "BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
     "LOG_FORMAT": "text",
