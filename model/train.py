@@ -65,6 +65,9 @@ class TrainConfig:
     weight: list[float] = _opt([], "sampling weight of each --data source, same order (default 1 "
                                "each): its share of every epoch")
     val_data: list[str] = _opt([], "validation-only source (repeat), e.g. SST-2 dev")
+    calibration_sets: list[str] = _opt([], "validation sets (by name, repeat) the temperature is fitted "
+                                       "on (default: all); leave out splits that share text with "
+                                       "training, such as phrases of the same sentences")
     out: str = _opt("", "checkpoint directory to write", required=True)
     format: str = _opt("auto", "input format of every source", choices=FORMATS)
     split: str = _opt("train", "aclImdb split to train on")
@@ -538,6 +541,16 @@ def validation_mix(val: dict[str, Encoded], cap: int, seed: int) -> Encoded:
     return Encoded(ids, torch.cat(labels), torch.cat(lengths))
 
 
+def calibration_mix(cfg: TrainConfig, val: dict[str, Encoded], mix: Encoded) -> Encoded:
+    """The validation mix, or the mix of only the sets named by --calibration-sets."""
+    if not cfg.calibration_sets:
+        return mix
+    unknown = sorted(set(cfg.calibration_sets) - set(val))
+    if unknown:
+        raise DataError(f"--calibration-sets {unknown}: no such validation set; have {sorted(val)}")
+    return validation_mix({n: val[n] for n in cfg.calibration_sets}, cap=2_500, seed=cfg.seed)
+
+
 def calibrate(model: SentimentRNN, mix: Encoded, val: dict[str, Encoded], seed: int) -> tuple[float, dict]:
     """Temperature fitted on the mix; metrics per validation set and length band after it."""
     logits = score(model, mix.ids)
@@ -593,7 +606,7 @@ def train(cfg: TrainConfig) -> Checkpoint:
                 for name, ex in corpus.report_sets.items()})
     history = fit(cfg, model, train_data, [len(s.train) for s in corpus.sources],
                   [s.weight for s in corpus.sources], mix, started)
-    temperature, metrics = calibrate(model, mix, val, cfg.seed)
+    temperature, metrics = calibrate(model, calibration_mix(cfg, val, mix), val, cfg.seed)
     log_metrics(metrics, temperature)
     metrics.update(
         best_epoch=history.best_epoch,

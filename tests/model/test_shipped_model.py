@@ -2,8 +2,10 @@
 
 import pytest
 
+from model.checklist import PredictorScorer, build_suite, run_suite
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from model.predictor import Predictor
+from model.text import TOKENIZER
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +29,43 @@ def test_scores_obvious_reviews(shipped: Predictor) -> None:
         "I have seen in years, a complete waste of time.",
     ])
     assert probs[0, 1] > 0.9 and probs[1, 0] > 0.9
+
+
+def test_it_records_its_tokenizer_and_per_source_metrics(shipped: Predictor) -> None:
+    assert shipped.pipeline.config.tokenizer == TOKENIZER
+    by_source = shipped.checkpoint.metrics["by_source"]
+    # quality gates a retrain must keep (validation splits; the model card has the figures)
+    assert by_source["aclImdb_train"]["accuracy"] >= 0.91
+    assert by_source["sst2/dev"]["accuracy"] >= 0.84
+    for row in by_source.values():
+        assert set(row["by_length"]) <= {"<=20", "21-100", ">100"}
+
+
+def test_reads_short_reviews_ratings_emoji_and_typos(shipped: Predictor) -> None:
+    texts = {
+        "Five stars!": "positive", "0/10": "negative", "👍": "positive", "👎": "negative",
+        "Great phone :)": "positive", "Waste of money.": "negative",
+        "I would not recommend this to anyone.": "negative", "The food was ecxellent.": "positive",
+        "The staff was rude, but overall the stay was wonderful.": "positive",
+    }
+    probs = shipped.predict_texts(list(texts))
+    got = {t: shipped.labels[int(p.argmax())] for t, p in zip(texts, probs, strict=True)}
+    assert got == texts
+
+
+# Failure-rate ceilings for the behavioural suite (make checklist prints the full report).
+CHECKLIST_CEILINGS = {
+    "simple positive": 0.05, "simple negative": 0.05, "negated positive": 0.20,
+    "would not recommend": 0.10, "ratings positive": 0.15, "ratings negative": 0.10,
+    "emoji and emoticons positive": 0.15, "emoji and emoticons negative": 0.15,
+    "contrast, positive after 'but'": 0.10, "contrast, negative after 'but'": 0.10,
+    "typo in the sentiment word": 0.15, "upper case": 0.02, "neutral sentence appended": 0.10,
+    "positive sentence added": 0.05, "negative sentence added": 0.05,
+}
+
+
+def test_behavioural_suite_stays_under_its_ceilings() -> None:
+    report = run_suite(build_suite(), PredictorScorer())
+    rates = {t.name: t.failure_rate for t in report.tests}
+    over = {name: rates[name] for name, ceiling in CHECKLIST_CEILINGS.items() if rates[name] > ceiling}
+    assert not over

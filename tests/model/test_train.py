@@ -146,8 +146,8 @@ def _write_long_csv(path: Path, n: int, seed: int) -> Path:
 
 
 def test_two_sources_train_one_model_with_per_source_and_length_metrics(tmp_path: Path) -> None:
-    long_reviews = _write_long_csv(tmp_path / "long.csv", 200, seed=11)
-    short = _write_tsv(tmp_path / "short.tsv", 300, seed=12)
+    long_reviews = _write_long_csv(tmp_path / "long.csv", 120, seed=11)
+    short = _write_tsv(tmp_path / "short.tsv", 240, seed=12)
     dev = _write_tsv(tmp_path / "sentences.tsv", 80, seed=13)
     out = tmp_path / "multi"
     assert train.main([
@@ -155,6 +155,7 @@ def test_two_sources_train_one_model_with_per_source_and_length_metrics(tmp_path
         "--val-data", str(dev), "--out", str(out), "--embed-dim", "16",
         "--hidden-dim", "16", "--min-freq", "1", "--lr", "0.01", "--augment", "0.1",
         "--crops", "0.1", "--seed", "4", "--epochs", "8", "--patience", "8",
+        "--calibration-sets", "sentences",
     ]) == 0
     ckpt = load_checkpoint(out)
     metrics = ckpt.metrics
@@ -164,10 +165,18 @@ def test_two_sources_train_one_model_with_per_source_and_length_metrics(tmp_path
     assert ">100" in metrics["by_source"]["long"]["by_length"]
     for row in metrics["by_source"].values():
         assert {"n", "accuracy", "f1", "ece", "nll", "by_length"} <= set(row)
+    assert metrics["validation"]["n"] == 80  # the temperature was fitted on that set alone
     assert set(metrics["by_source"]["sentences"]["by_length"]) == {"<=20"}
     assert metrics["by_source"]["sentences"]["accuracy"] >= 0.8
     assert train.source_name("../data/sst2/dev.tsv") == "sst2/dev"
     assert ckpt.pipeline.config.tokenizer == TOKENIZER
+
+
+def test_unknown_calibration_set_is_a_clear_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = _write_csv(tmp_path / "d.csv", 60, seed=7)
+    assert train.main(["--data", str(data), "--out", str(tmp_path / "o"), "--dry-run",
+                       "--calibration-sets", "nope"]) == 2
+    assert "--calibration-sets ['nope']: no such validation set; have ['d']" in caplog.text
 
 
 def test_finetuning_adds_new_words_and_adapts(tmp_path: Path) -> None:
