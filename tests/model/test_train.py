@@ -146,8 +146,8 @@ def _write_long_csv(path: Path, n: int, seed: int) -> Path:
 
 
 def test_two_sources_train_one_model_with_per_source_and_length_metrics(tmp_path: Path) -> None:
-    long_reviews = _write_long_csv(tmp_path / "long.csv", 120, seed=11)
-    short = _write_tsv(tmp_path / "short.tsv", 240, seed=12)
+    long_reviews = _write_long_csv(tmp_path / "long.csv", 200, seed=11)
+    short = _write_tsv(tmp_path / "short.tsv", 300, seed=12)
     dev = _write_tsv(tmp_path / "sentences.tsv", 80, seed=13)
     out = tmp_path / "multi"
     assert train.main([
