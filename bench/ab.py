@@ -17,19 +17,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import psutil
-
 from bench.data import load_reviews, write_bodies
-from bench.load import available_generators, run_load
+from bench.load import available_generators
+from bench.sections import measure_level
 from bench.server import REPO, Server
 
 logger = logging.getLogger("bench.ab")
-
-
-def server_cpu_s(server: Server) -> float:
-    """User + system CPU seconds of the server process so far (all its threads)."""
-    times = psutil.Process(server.pid).cpu_times()
-    return float(times.user + times.system)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,21 +51,19 @@ def main(argv: list[str] | None = None) -> int:
             order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
             for name in order:
                 with Server(args.model_dir, repo=sides[name]) as server:
-                    run_load(generator, server.url, bodies, args.concurrency, 2.0)  # warm-up
-                    cpu = server_cpu_s(server)
-                    result = run_load(generator, server.url, bodies, args.concurrency, args.duration)
-                    cpu = server_cpu_s(server) - cpu
-                rate = result.throughput_rps
+                    # CPU of the whole process tree: with WORKERS the model runs in children.
+                    row = measure_level(server, generator, bodies, args.concurrency, args.duration, 2.0)
+                rate = row["throughput_rps"]
                 rps[name].append(rate)
-                cpu_ms[name].append(1e3 * cpu / max(1, result.requests + result.errors))
-                errors[name] += result.errors
+                cpu_ms[name].append(row["server_cpu_ms_per_request"])
+                errors[name] += row["errors"]
                 logger.info(
                     "round %d %s: %.1f req/s, %.3f ms server CPU per request, %d errors",
                     round_ + 1,
                     name,
                     rate,
                     cpu_ms[name][-1],
-                    result.errors,
+                    row["errors"],
                 )
     ratios = [this / base for this, base in zip(rps["this"], rps["base"], strict=True)]
     summary = {

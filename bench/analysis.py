@@ -188,15 +188,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def ratio(a: float, b: float) -> float:
+    """a / b to 3 decimals; infinite when b is 0 (a peer that answered nothing)."""
+    return round(a / b, 3) if b else float("inf")
+
+
 def peer_targets(
     peers: dict[str, Any], c1: dict[str, Any] | None, c64: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
     """The service against LitServe (c=64) and plain FastAPI (c=1), same run, same reviews."""
     lit = level(peers.get("litserve", {}).get("levels", []), 64)
     plain = level(peers.get("fastapi", {}).get("levels", []), 1)
-
-    def ratio(a: float, b: float) -> float:
-        return round(a / b, 3) if b else float("inf")
 
     out = []
     if c64 and lit:

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import random
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -116,9 +117,15 @@ def ceiling(
     }
 
 
-def ceiling_processes(predictor: Predictor, texts: Sequence[str], processes: int) -> dict[str, Any]:
+START_TIMEOUT_S = 600  # a child's warm-up; past it the section gives up instead of hanging
+
+
+def ceiling_processes(
+    predictor: Predictor, texts: Sequence[str], processes: int
+) -> dict[str, Any] | None:
     """Reviews/s with the reviews split over `processes` forked single-threaded processes (each
-    warmed up first; timed from the common start signal to the last one finishing)."""
+    warmed up first; timed from the common start signal to the last one finishing); None when
+    a child never reaches the start (it failed during its warm-up)."""
     context = multiprocessing.get_context("fork")
     ready = context.Barrier(processes + 1)
     done = context.Queue()
@@ -127,7 +134,7 @@ def ceiling_processes(predictor: Predictor, texts: Sequence[str], processes: int
         torch.set_num_threads(1)
         share = list(texts[index::processes])
         predictor.predict_texts(share[: predictor.batch_size])  # warm-up
-        ready.wait()
+        ready.wait(timeout=START_TIMEOUT_S)
         predictor.predict_texts(share)
         done.put(time.perf_counter())
 
@@ -135,7 +142,14 @@ def ceiling_processes(predictor: Predictor, texts: Sequence[str], processes: int
     children = [context.Process(target=work, args=(i,)) for i in range(processes)]
     for child in children:
         child.start()
-    ready.wait()
+    try:
+        ready.wait(timeout=START_TIMEOUT_S)
+    except threading.BrokenBarrierError:
+        logger.warning("a scoring process never started: no multi-process ceiling")
+        for child in children:
+            child.terminate()
+            child.join()
+        return None
     start = time.perf_counter()
     finished = max(done.get(timeout=600) for _ in children)
     for child in children:

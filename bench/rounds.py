@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.analysis import ratio
 from bench.data import DEFAULT_DATA, load_reviews, write_bodies
 from bench.load import available_generators
 from bench.peers import PEERS, available
@@ -55,10 +56,10 @@ def ratios(round_: dict[str, dict[str, Any]]) -> dict[str, float]:
     out = {}
     if "litserve" in round_:
         lit = round_["litserve"]["c64"]
-        out["throughput_c64_vs_litserve"] = ours["c64"]["throughput_rps"] / lit["throughput_rps"]
-        out["p99_c64_vs_litserve"] = ours["c64"]["p99_ms"] / lit["p99_ms"]
+        out["throughput_c64_vs_litserve"] = ratio(ours["c64"]["throughput_rps"], lit["throughput_rps"])
+        out["p99_c64_vs_litserve"] = ratio(ours["c64"]["p99_ms"], lit["p99_ms"])
     if "fastapi" in round_:
-        out["p50_c1_vs_fastapi"] = ours["c1"]["p50_ms"] / round_["fastapi"]["c1"]["p50_ms"]
+        out["p50_c1_vs_fastapi"] = ratio(ours["c1"]["p50_ms"], round_["fastapi"]["c1"]["p50_ms"])
     return out
 
 

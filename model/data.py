@@ -38,6 +38,10 @@ class DataError(ValueError):
     """A data file that can't be read; the message names the file (and line)."""
 
 
+class UnknownLabel(DataError):
+    """A label that maps onto no class: always an error, never a skipped row."""
+
+
 @dataclass(frozen=True)
 class Example:
     text: str
@@ -178,7 +182,7 @@ def _row_example(
         return f"{label_column!r} must be a string or an integer"
     canonical = normalise_label(str(label))
     if canonical is None:
-        raise DataError(
+        raise UnknownLabel(
             f"label {str(label)!r} maps to no class: use one of {sorted(set(LABEL_ALIASES))}"
         )
     return Example(text, canonical)
@@ -239,9 +243,9 @@ def read_jsonl(
                 text_col = pick_column(list(row), text_column, TEXT_COLUMNS, "text")
                 label_col = pick_column(list(row), label_column, LABEL_COLUMNS, "label")
                 result = _row_example(row, text_col, label_col)
-            except DataError as exc:
-                if "maps to no class" in str(exc):
-                    raise DataError(f"{path}: line {line_no}: {exc}") from exc
+            except UnknownLabel as exc:
+                raise DataError(f"{path}: line {line_no}: {exc}") from exc
+            except DataError as exc:  # a missing column makes this row unusable, not the file
                 result = _strip_line(exc).replace(" in the header", "")
             if isinstance(result, str):
                 report.reject(line_no, result, strict)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from model.checkpoint import CheckpointError
-from model.data import FORMATS, DataError, load_examples
+from model.data import FORMATS, DataError, Example, load_examples
 from model.metrics import classification_report, rows_by_length
 from model.predictor import Predictor
 from model.text import tokenize
@@ -51,18 +51,23 @@ def evaluate_set(predictor: Predictor, path: str, args: argparse.Namespace) -> d
     examples, _ = load_examples(
         path, args.format, args.split, args.text_column, args.label_column, args.strict
     )
-    label_id = {name: i for i, name in enumerate(predictor.labels)}
-    unknown = sorted({e.label for e in examples} - set(label_id))
+    unknown = sorted({e.label for e in examples} - set(predictor.labels))
     if unknown:
         raise DataError(f"{path}: labels {unknown} are not among the model's {predictor.labels}")
-    texts = [e.text for e in examples]
-    logits = predictor.logits_texts(texts, progress=not args.no_progress)
-    labels = torch.tensor([label_id[e.label] for e in examples])
-    lengths = torch.tensor([len(tokenize(t, predictor.pipeline.config.lowercase)) for t in texts])
-    report = classification_report(logits, labels, predictor.temperature)
+    report = score_examples(predictor, examples, progress=not args.no_progress)
+    return {"set": source_name(path), **report, "labels": predictor.labels,
+            "checkpoint": predictor.checkpoint.model_id}
+
+
+def score_examples(predictor: Predictor, examples: list[Example], progress: bool = False) -> dict[str, Any]:
+    """`classification_report` of `examples` plus `by_length` rows; each text tokenized once."""
+    pipeline = predictor.pipeline
+    tokens = [tokenize(e.text, pipeline.config.lowercase) for e in examples]
+    logits = predictor.logits_encoded([pipeline.encode_tokens(t) for t in tokens], progress=progress)
+    labels = torch.tensor([predictor.labels.index(e.label) for e in examples])
+    lengths = torch.tensor([len(t) for t in tokens])
     return {
-        "set": source_name(path), **report, "labels": predictor.labels,
-        "checkpoint": predictor.checkpoint.model_id,
+        **classification_report(logits, labels, predictor.temperature),
         "by_length": rows_by_length(logits, labels, lengths, predictor.temperature),
     }
 

@@ -25,7 +25,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.data import Example, load_examples
-from model.metrics import summary_row
+from model.evaluate import score_examples
 from model.predictor import Predictor
 from model.train import TrainConfig, train
 
@@ -50,10 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def heldout_row(checkpoint_dir: Path | str, examples: list[Example]) -> dict[str, Any]:
-    predictor = Predictor(load_checkpoint(checkpoint_dir), batch_size=256)
-    logits = predictor.logits_texts([e.text for e in examples])
-    labels = torch.tensor([predictor.labels.index(e.label) for e in examples])
-    return summary_row(logits, labels, predictor.temperature)
+    report = score_examples(Predictor(load_checkpoint(checkpoint_dir), batch_size=256), examples)
+    return {k: report[k] for k in ("n", "accuracy", "f1", "ece", "nll")}
 
 
 def write_csv(path: Path, examples: list[Example]) -> None:

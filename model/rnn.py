@@ -161,11 +161,14 @@ def run_directions_in_parallel(
     steps = x.size(1)
     ragged = bool((lengths < steps).any())
     # Reversing each review within its own length is its own inverse, and keeps padding put.
-    t = torch.arange(steps)
-    index = torch.where(t[None, :] < lengths[:, None], lengths[:, None] - 1 - t[None, :], t)
+    # Equal lengths (a single review, the case this path is for) need no index: a plain flip.
+    index = None
+    if ragged:
+        t = torch.arange(steps)
+        index = torch.where(t[None, :] < lengths[:, None], lengths[:, None] - 1 - t[None, :], t)
 
     def reverse(seq: torch.Tensor) -> torch.Tensor:
-        if not ragged:
+        if index is None:
             return seq.flip(1)
         return seq.gather(1, index.unsqueeze(-1).expand(-1, -1, seq.size(2)))
 

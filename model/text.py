@@ -146,7 +146,7 @@ def _iter_tokens(text: str, lowercase: bool) -> Iterator[tuple[str, int, int]]:
             yield token, m.start(), m.end()
 
 
-_WORD_RE = re.compile(r"\w+(?:'\w+)*")
+_WORD_RE = re.compile(r"\w+(?:['’]\w+)*")
 # Contractions split as the Penn Treebank (and so SST-2) writes them: "doesn't" -> "does"
 # "n't", "it's" -> "it" "'s"; raw reviews and pre-tokenized corpora then agree.
 _CONTRACTION_RE = re.compile(r"(\w+?)(n['’]t|['’](?:s|re|ve|ll|d|m))$", re.IGNORECASE)
@@ -163,7 +163,7 @@ def _split_contraction(raw: str, offset: int, lowercase: bool) -> Iterator[tuple
 
 
 def _iter_words(raw: str, offset: int, lowercase: bool) -> Iterator[tuple[str, int, int]]:
-    for m in re.finditer(r"\w+(?:['’]\w+)*", raw):
+    for m in _WORD_RE.finditer(raw):
         yield _normalise_word(m.group(), lowercase), offset + m.start(), offset + m.end()
 
 

@@ -183,6 +183,11 @@ class Corpus:
     unlabelled: list[str]  # extra texts for word2vec (aclImdb train/unsup)
     labels: list[str]
 
+    @property
+    def train_examples(self) -> list[Example]:
+        """Every source's training examples, in source order (the order of their ids)."""
+        return [e for s in self.sources for e in s.train]
+
 
 def split_examples(
     examples: list[Example], val_fraction: float, seed: int
@@ -295,8 +300,13 @@ class Encoded:
     lengths: torch.Tensor  # tokens before truncation, for per-length reports
 
 
-def encode_examples(pipeline: TextPipeline, examples: list[Example], labels: list[str]) -> Encoded:
-    tokens = [tokenize(e.text, pipeline.config.lowercase) for e in examples]
+def encode_examples(
+    pipeline: TextPipeline, examples: list[Example], labels: list[str],
+    tokens: list[list[str]] | None = None,
+) -> Encoded:
+    """Ids, label ids and token counts; `tokens` when the texts are tokenized already."""
+    if tokens is None:
+        tokens = [tokenize(e.text, pipeline.config.lowercase) for e in examples]
     return Encoded(
         [pipeline.encode_tokens(t) for t in tokens],
         torch.tensor([labels.index(e.label) for e in examples]),
@@ -319,11 +329,13 @@ def model_config(cfg: TrainConfig, vocab_size: int, num_classes: int) -> ModelCo
     )
 
 
-def build_model(cfg: TrainConfig, corpus: Corpus) -> tuple[SentimentRNN, TextPipeline]:
-    """A fresh model whose vocabulary (and word2vec) sees every training text."""
-    train_texts = [e.text for s in corpus.sources for e in s.train]
+Built = tuple[SentimentRNN, TextPipeline, list[list[str]]]  # model, pipeline, training tokens
+
+
+def build_model(cfg: TrainConfig, corpus: Corpus) -> Built:
+    """A fresh model whose vocabulary (and word2vec) sees every training text, tokenized once."""
     lowercase = cfg.lowercase
-    train_tokens = [tokenize(t, lowercase) for t in train_texts]
+    train_tokens = [tokenize(e.text, lowercase) for e in corpus.train_examples]
     pipeline = TextPipeline.fit_tokens(train_tokens, text_config(cfg))
     model = SentimentRNN(model_config(cfg, len(pipeline.vocab), len(corpus.labels)))
     logger.info("parameters:\n%s", format_parameter_summary(model))
@@ -333,7 +345,7 @@ def build_model(cfg: TrainConfig, corpus: Corpus) -> tuple[SentimentRNN, TextPip
                                   cfg.w2v_cache)
         if table is not None:
             model.embedding.weight.data.copy_(table)
-    return model, pipeline
+    return model, pipeline, train_tokens
 
 
 def _stable_hash(text: str) -> int:
@@ -381,15 +393,14 @@ def pretrain_word2vec(
     return table
 
 
-def load_for_finetuning(cfg: TrainConfig, corpus: Corpus) -> tuple[SentimentRNN, TextPipeline]:
+def load_for_finetuning(cfg: TrainConfig, corpus: Corpus) -> Built:
     """The checkpoint's model and vocabulary, plus the new data's frequent unknown words."""
     ckpt = load_checkpoint(None if cfg.init_from == "shipped" else cfg.init_from)
     if ckpt.labels != corpus.labels:
         raise DataError(f"labels {corpus.labels} differ from the checkpoint's {ckpt.labels}")
     pipeline, old = ckpt.pipeline, ckpt.model
-    counts = Counter(tok for s in corpus.sources for e in s.train
-                     for tok in tokenize(e.text, pipeline.config.lowercase)
-                     if tok not in pipeline.vocab.index)
+    train_tokens = [tokenize(e.text, pipeline.config.lowercase) for e in corpus.train_examples]
+    counts = Counter(tok for tokens in train_tokens for tok in tokens if tok not in pipeline.vocab.index)
     new = [t for t, n in counts.most_common(cfg.new_words) if n >= pipeline.config.min_freq]
     vocab = Vocabulary(pipeline.vocab.tokens + new)
     model = SentimentRNN(dataclasses.replace(old.config, vocab_size=len(vocab)))
@@ -397,7 +408,7 @@ def load_for_finetuning(cfg: TrainConfig, corpus: Corpus) -> tuple[SentimentRNN,
     table = torch.cat([state["embedding.weight"], new_word_vectors(old, pipeline.vocab, new)])
     model.load_state_dict({**state, "embedding.weight": table})
     logger.info("fine-tuning %s: %d new words (%s)", ckpt.model_id, len(new), ", ".join(new[:10]))
-    return model, TextPipeline(pipeline.config, vocab)
+    return model, TextPipeline(pipeline.config, vocab), train_tokens
 
 
 def new_word_vectors(model: SentimentRNN, vocab: Vocabulary, words: list[str]) -> torch.Tensor:
@@ -595,9 +606,10 @@ def train(cfg: TrainConfig) -> Checkpoint:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     corpus = load_corpus(cfg)
-    model, pipeline = load_for_finetuning(cfg, corpus) if cfg.init_from else build_model(cfg, corpus)
-    train_examples = [e for s in corpus.sources for e in s.train]
-    train_data = encode_examples(pipeline, train_examples, corpus.labels)
+    model, pipeline, train_tokens = (load_for_finetuning if cfg.init_from else build_model)(cfg, corpus)
+    train_examples = corpus.train_examples
+    train_data = encode_examples(pipeline, train_examples, corpus.labels, train_tokens)
+    del train_tokens
     val = {name: encode_examples(pipeline, ex, corpus.labels) for name, ex in corpus.val_sets.items()}
     if not val:
         raise DataError("no validation examples: raise --val-fraction or pass --val-data")

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from service.config import Settings, describe_error
 from service.logs import configure_logging, configure_plain_logging
 from service.protocol import guarded_protocol
+from service.schemas import review_pattern
 from service.workers import (
     FORWARDED,
     START_FAILED,
@@ -214,6 +215,9 @@ def supervise(settings: Settings) -> int:
         checkpoint = load(settings)
         if checkpoint is None:
             return EXIT_BAD_CHECKPOINT
+        # The schema's readable-text pattern scans every code point through the tokenizer
+        # (cached): built once here, every forked worker inherits it instead of rebuilding it.
+        review_pattern()
         try:
             sockets = bind_sockets(settings.host, settings.port, settings.workers)
         except OSError as exc:

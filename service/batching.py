@@ -107,6 +107,8 @@ class CallCost:
     _xx: float = 0.0
     _xy: float = 0.0
 
+    _fit: tuple[float, float] = (0.0, 0.0)  # solved once per observed call, read per request
+
     def observe(self, units: float, seconds: float) -> None:
         d = self.decay
         self._w = d * self._w + 1.0
@@ -114,14 +116,14 @@ class CallCost:
         self._y = d * self._y + seconds
         self._xx = d * self._xx + units * units
         self._xy = d * self._xy + units * seconds
-
-    @property
-    def known(self) -> bool:
-        return self._w > 0 and self._x > 0
+        self._fit = self._solve()
 
     def fit(self) -> tuple[float, float]:
         """(fixed seconds per call, seconds per unit); (0, 0) before any call."""
-        if not self.known:
+        return self._fit
+
+    def _solve(self) -> tuple[float, float]:
+        if self._x <= 0:
             return 0.0, 0.0
         spread = self._w * self._xx - self._x * self._x
         if spread > 1e-9 * self._w * self._xx:
@@ -133,7 +135,7 @@ class CallCost:
         return 0.0, self._xy / self._xx
 
     def seconds(self, calls: int, units: float) -> float:
-        fixed, per_unit = self.fit()
+        fixed, per_unit = self._fit
         return calls * fixed + units * per_unit
 
 

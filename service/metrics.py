@@ -25,6 +25,8 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.workers import MULTIPROC_ENV
+
 # The *_created series double the output and no dashboard here reads them.
 disable_created_metrics()
 
@@ -57,7 +59,7 @@ class Metrics:
 
     def __init__(self, namespace: str = "sentiment") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
         if self.multiprocess_dir is not None:
             # prometheus_client picks its value storage when first imported: if that happened
             # before the supervisor set the directory, values would stay in this process.

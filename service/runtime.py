@@ -23,7 +23,7 @@ from service.batching import (
     QueueFull,
 )
 from service.config import Settings
-from service.errors import ApiError
+from service.errors import ApiError, validation_error
 from service.inference import SentimentModel
 from service.metrics import Metrics
 from service.schemas import PredictRequest, build_predict_request
@@ -64,15 +64,9 @@ def check_readable(sizes: list[int], single: bool) -> None:
     if not unreadable:
         return
     message = "Text has no word or sign the model can read"
-    fields = ["text" if single else f"texts[{index}]" for index in unreadable]
-    more = len(fields) - 1
-    summary = f"{fields[0]}: {message}" + (f" (and {more} more)" if more else "")
-    raise ApiError(
-        422,
-        summary,
-        type="validation_error",
-        details=[{"field": field, "message": message, "type": "no_readable_token"} for field in fields],
-    )
+    errors = [{"loc": ("text",) if single else ("texts", index), "msg": message, "type": "no_readable_token"}
+              for index in unreadable]
+    raise validation_error(errors, total=len(errors))
 
 
 class Runtime(Generic[P, Out]):
@@ -86,7 +80,7 @@ class Runtime(Generic[P, Out]):
         self.settings = settings
         self.metrics = metrics
         self.slot = slot  # one of several workers: readiness is everyone's
-        self._status: Status = "loading"
+        self._status: Status
         self.failure: str | None = None
         self.model: ServedModel[P, Out] | None = None
         self.batcher: Batcher[P, Out] | None = None
@@ -321,9 +315,7 @@ class Runtime(Generic[P, Out]):
                 headers={"Retry-After": str(int(exc.retry_after))},
             ) from None
         except BatcherClosed:
-            raise ApiError(
-                503, "The server is shutting down", type="not_ready", headers={"Retry-After": "1"}
-            ) from None
+            raise self._closed() from None
 
     async def _wait(
         self, batcher: Batcher[T, R], jobs: list[Job[T, R]], deadline: float
@@ -331,11 +323,12 @@ class Runtime(Generic[P, Out]):
         try:
             return await batcher.wait(jobs, deadline)
         except BatcherClosed:
-            raise ApiError(
-                503, "The server is shutting down", type="not_ready", headers={"Retry-After": "1"}
-            ) from None
+            raise self._closed() from None
         except DeadlineExceeded:
             raise self._timeout() from None
+
+    def _closed(self) -> ApiError:
+        return ApiError(503, "The server is shutting down", type="not_ready", headers={"Retry-After": "1"})
 
     def _timeout(self) -> ApiError:
         return ApiError(
