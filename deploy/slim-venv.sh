@@ -12,6 +12,8 @@
 #     and imports them only there;
 #   - torch's compiler and exporters (_inductor, _dynamo, onnx), C++ headers, C++ test
 #     binaries and test-only libraries: `import torch` and eager inference never load them;
+#   - onnx's backend test data, ONNX Runtime's C-API library (the Python binding carries its
+#     own copy of the runtime) and its model-conversion tools (transformers, quantization);
 #   - test suites and static libraries of the other packages.
 # The runtime check at the end imports what the service imports and scores with autograd
 # (as explanations do), so a cut too deep fails the build here, not in production.
@@ -31,6 +33,8 @@ rm -rf include test _inductor _dynamo onnx \
     lib/libjitbackend_test.so lib/libtorchbind_test.so lib/libbackend_with_compiler.so \
     lib/libaoti_custom_ops.so
 cd "$site"
+rm -rf onnx/backend/test onnxruntime/capi/libonnxruntime.so* \
+    onnxruntime/transformers onnxruntime/quantization onnxruntime/tools
 find . -type d -name tests -path './numpy/*' -prune -exec rm -rf {} +
 find . -name '*.a' -type f -delete
 
@@ -60,6 +64,31 @@ x = torch.randn(2, 5, 8, requires_grad=True)
 out, _ = gru(x)
 (grad,) = torch.autograd.grad(out.sum(), x)
 assert grad.shape == x.shape
-print("slim-venv: runtime check ok, torch", torch.__version__)
+# The same GRU on ONNX Runtime (the service's scoring path, model/onnx_graph.py) agrees.
+import numpy as np
+import onnxruntime
+from onnx import TensorProto, helper, numpy_helper
+
+def onnx_gates(w):  # torch r, z, n -> onnx z, r, h
+    r, z, n = np.split(w.detach().numpy(), 3)
+    return np.concatenate([z, r, n])
+
+names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+per_direction = [[onnx_gates(getattr(gru, n + s)) for n in names] for s in ("", "_reverse")]
+W, R = (np.stack([d[i] for d in per_direction]) for i in (0, 1))
+B = np.stack([np.concatenate(d[2:]) for d in per_direction])
+graph = helper.make_graph(
+    [helper.make_node("GRU", ["X", "W", "R", "B"], ["Y"], hidden_size=4,
+                      direction="bidirectional", linear_before_reset=1)],
+    "check", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [5, 2, 8])],
+    [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    [numpy_helper.from_array(a.astype(np.float32), n) for a, n in ((W, "W"), (R, "R"), (B, "B"))],
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+(y,) = session.run(None, {"X": x.detach().transpose(0, 1).contiguous().numpy()})
+ours = torch.from_numpy(y).permute(2, 0, 1, 3).reshape(2, 5, 8)
+assert torch.allclose(ours, out.detach(), atol=1e-5), (ours - out).abs().max()
+print("slim-venv: runtime check ok, torch", torch.__version__, "onnxruntime", onnxruntime.__version__)
 EOF
 echo "slim-venv: $venv ${before} MB -> $(du -sm "$venv" | cut -f1) MB" >&2

@@ -1,40 +1,55 @@
 """Scoring reviews with a loaded checkpoint: texts -> calibrated probabilities.
 
 The split into `text_to_ids` (text -> ids) and `predict_ids` (ids -> probabilities) lets the
-service tokenise in the request handler and batch only the model call.
+service tokenise in the request handler and batch only the model call. Scoring runs on ONNX
+Runtime (model/onnx_graph.py, the default) or on PyTorch itself: the same answers (1e-5).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 from tqdm import tqdm
 
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.onnx_graph import OnnxScorer
 from model.rnn import SentimentRNN, pad_batch
+
+Backend = Literal["onnx", "torch"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 
 class Predictor:
-    def __init__(self, checkpoint: Checkpoint, batch_size: int = 64) -> None:
+    def __init__(self, checkpoint: Checkpoint, batch_size: int = 64, backend: Backend = "onnx") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval()
         self.pipeline = checkpoint.pipeline
         self.labels = checkpoint.labels
         self.temperature = checkpoint.temperature
         self.batch_size = batch_size
+        self.backend = backend
+        self._onnx = OnnxScorer(self.model) if backend == "onnx" else None
 
     @classmethod
-    def load(cls, directory: str | Path | None = None, batch_size: int = 64) -> Predictor:
-        return cls(load_checkpoint(directory), batch_size)
+    def load(
+        cls, directory: str | Path | None = None, batch_size: int = 64, backend: Backend = "onnx"
+    ) -> Predictor:
+        return cls(load_checkpoint(directory), batch_size, backend)
 
     def text_to_ids(self, text: str) -> list[int]:
         return self.pipeline.encode(text)
 
     def logits_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
         """Raw logits (N, C) for id lists, scored in one model call."""
-        return model_logits(self.model, sequences)
+        if self._onnx is None:
+            return model_logits(self.model, sequences)
+        ids, lengths = pad_batch(list(sequences))
+        return self._onnx.logits(ids, lengths)
 
     def predict_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
         """Calibrated probabilities (N, C) for id lists, scored in one model call."""

@@ -161,10 +161,18 @@ def load(settings: Settings) -> Checkpoint | None:
     from model.checkpoint import CheckpointError, load_checkpoint
 
     try:
-        return load_checkpoint(settings.model_dir)
+        checkpoint = load_checkpoint(settings.model_dir)
     except CheckpointError as exc:
         logger.critical("service: cannot load the checkpoint: %s", exc)
         return None
+    # Before forking, so every worker shares them: the spelling lookup and the ONNX libraries.
+    if checkpoint.pipeline.config.spelling:
+        checkpoint.pipeline.vocab.prepare_spelling()
+    if settings.inference_backend == "onnx":
+        from model.onnx_graph import preload
+
+        preload()
+    return checkpoint
 
 
 def serve(

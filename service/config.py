@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         default=1, ge=0, le=256, description="torch intra-op threads (0 = torch's default)."
     )
 
+    inference_backend: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="What scores reviews: ONNX Runtime (faster) or PyTorch (same answers, 1e-5).",
+    )
+
     switch_interval_ms: float = Field(
         default=0.1,
         ge=0.01,
@@ -99,7 +104,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="Longest wait for in-flight requests at exit."
     )
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "inference_backend", mode="before")
     @classmethod
     def _fold_case(cls, value: object) -> object:
         if not isinstance(value, str):

@@ -11,12 +11,11 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from model.checkpoint import Checkpoint
-from model.predictor import Predictor
+from model.predictor import Backend, Predictor
 from model.rnn import parameter_summary
 from model.text import tokenize_kept
 from service.served import Explain
@@ -26,52 +25,16 @@ logger = logging.getLogger("service.inference")
 ExplainFn = Callable[..., Sequence[Sequence[Any]]]
 
 
-# Batches up to this size may run the two directions of a bidirectional layer on two threads
-# (model/rnn.py): a lone review then takes about half the wall time, when a core is free. Big
-# batches keep every core busy anyway.
-PARALLEL_DIRECTIONS_MAX_BATCH = 4
-
-
-class DirectionChooser:
-    """Whether small batches run the two directions in parallel, decided by measurement: the
-    second thread only helps while a core is free (on a 2-core machine saturated by other work
-    the hand-off cost more than it saved: 3.5 against 3.2 ms for one review, where an idle core
-    gave 2.0 against 2.8). Each mode's model time per token is smoothed; the cheaper one is
-    used, and the other is tried every `explore_every` small batches to notice a change."""
-
-    def __init__(self, explore_every: int = 16, smoothing: float = 0.2, warm_up: int = 4) -> None:
-        self.explore_every = explore_every
-        self.smoothing = smoothing
-        self.warm_up = warm_up  # samples of each mode before the cheaper one is preferred
-        self.cost: dict[bool, float] = {}  # mode -> smoothed seconds per token
-        self.samples = {False: 0, True: 0}
-        self.calls = 0
-
-    def pick(self) -> bool:
-        self.calls += 1
-        if min(self.samples.values()) < self.warm_up:
-            return self.calls % 2 == 0  # alternate until both modes are measured
-        best = self.cost[True] < self.cost[False]
-        return (not best) if self.calls % self.explore_every == 0 else best
-
-    def record(self, parallel: bool, seconds: float, tokens: int) -> None:
-        sample = seconds / max(1, tokens)
-        previous = self.cost.get(parallel)
-        self.cost[parallel] = (
-            sample if previous is None else (1 - self.smoothing) * previous + self.smoothing * sample
-        )
-        self.samples[parallel] += 1
-
-
 class SentimentModel:
     """A `ServedModel[list[int], list[float]]` (and `Explainable`) over a loaded checkpoint."""
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    def __init__(self, checkpoint: Checkpoint, backend: Backend = "onnx") -> None:
         self.checkpoint = checkpoint
-        self.predictor = Predictor(checkpoint)
+        self.predictor = Predictor(checkpoint, backend=backend)
         self.labels = list(checkpoint.labels)
         self.model_id = checkpoint.model_id
-        self.directions = DirectionChooser()
+        if checkpoint.pipeline.config.spelling:
+            checkpoint.pipeline.vocab.prepare_spelling()
 
     def decode(self, text: str) -> list[int]:
         """The ids the model reads; [] when the pipeline finds no token in `text`. Only the
@@ -84,17 +47,7 @@ class SentimentModel:
         return len(payload)
 
     def predict(self, batch: list[list[int]]) -> list[list[float]]:
-        model = self.predictor.model
-        small = model.config.bidirectional and len(batch) <= PARALLEL_DIRECTIONS_MAX_BATCH
-        if not small:
-            return self.predictor.predict_ids(batch).tolist()
-        # One inference thread calls this, so switching the model's mode per call is safe.
-        parallel = self.directions.pick()
-        model.parallel_directions_max_batch = PARALLEL_DIRECTIONS_MAX_BATCH if parallel else 0
-        started = time.perf_counter()
-        rows = self.predictor.predict_ids(batch).tolist()
-        self.directions.record(parallel, time.perf_counter() - started, sum(map(len, batch)))
-        return rows
+        return self.predictor.predict_ids(batch).tolist()
 
     def encode(self, probabilities: list[float]) -> dict[str, Any]:
         best = max(range(len(probabilities)), key=probabilities.__getitem__)
@@ -122,6 +75,7 @@ class SentimentModel:
             "temperature": float(ckpt.temperature),
             "metrics": ckpt.metrics,
             "sha256": ckpt.sha256,
+            "backend": self.predictor.backend,
             "explanations": explanations,
         }
 

@@ -54,17 +54,19 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type=JSON)
 
 
-def runtime_of(request: Request) -> Runtime[Any, Any]:
+# Dependencies are coroutines on purpose: FastAPI runs a plain `def` dependency on its thread
+# pool, a thread hand-off per request for a mere attribute read.
+async def runtime_of(request: Request) -> Runtime[Any, Any]:
     runtime: Runtime[Any, Any] = request.app.state.runtime
     return runtime
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def metrics_of(request: Request) -> Metrics:
+async def metrics_of(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 

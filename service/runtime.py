@@ -140,7 +140,7 @@ class Runtime(Generic[P, Out]):
         if source is None:
             source = await asyncio.to_thread(load_checkpoint, self.settings.model_dir)
         if isinstance(source, Checkpoint):
-            return SentimentModel(source)  # type: ignore[return-value]
+            return SentimentModel(source, self.settings.inference_backend)  # type: ignore[return-value]
         return source
 
     async def _load(self) -> None:

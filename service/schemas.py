@@ -253,6 +253,7 @@ class ModelInfo(BaseModel):
     temperature: float = Field(description="Softmax calibration temperature.")
     metrics: dict[str, Any] = Field(description="Training and validation metrics.")
     sha256: str = Field(description="sha256 of the checkpoint manifest.")
+    backend: str = Field(description="What runs the model: `onnx` (ONNX Runtime) or `torch`.")
     explanations: bool = Field(description="Whether `explain` is available.")
 
 

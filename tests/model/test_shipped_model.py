@@ -21,6 +21,20 @@ def test_it_is_the_default_and_loads_cleanly(shipped: Predictor) -> None:
     assert size <= 25 * 1024 * 1024
 
 
+def test_onnx_runtime_gives_pytorchs_answers(shipped: Predictor) -> None:
+    texts = [
+        "Not bad at all, I would watch it again :)",
+        "a dull , lifeless and overlong film",
+        "word " * 600,  # past max_tokens: head and tail kept
+        "Five stars. 10/10, loved it!",
+        "meh",
+    ]
+    on_torch = Predictor(shipped.checkpoint, backend="torch").predict_texts(texts)
+    assert shipped.backend == "onnx"
+    diff = (shipped.predict_texts(texts) - on_torch).abs().max().item()
+    assert diff <= 1e-5
+
+
 def test_scores_obvious_reviews(shipped: Predictor) -> None:
     probs = shipped.predict_texts([
         "One of the best films I have ever seen. Wonderful acting, a beautiful story, "

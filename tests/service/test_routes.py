@@ -145,6 +145,19 @@ async def test_model_metadata(
     assert info["max_tokens"] == ckpt.pipeline.config.max_tokens
     assert info["metrics"] == ckpt.metrics
     assert info["temperature"] == pytest.approx(ckpt.temperature)
+    assert info["backend"] == "onnx"
+
+
+async def test_the_torch_backend_gives_the_same_answers(app_factory: Callable[..., FastAPI]) -> None:
+    body = {"texts": ["a wonderful film", "boring and awful", "the plot " * 40]}
+    rows = {}
+    for backend in ("onnx", "torch"):
+        async with running(app_factory(inference_backend=backend)) as client:
+            assert (await client.get("/model")).json()["backend"] == backend
+            response = await client.post("/predict", json=body)
+        assert response.status_code == 200
+        rows[backend] = [r["probabilities"]["positive"] for r in response.json()["predictions"]]
+    assert rows["onnx"] == pytest.approx(rows["torch"], abs=1e-5)
 
 
 async def test_metrics_exposition(app_factory: Callable[..., FastAPI]) -> None:

@@ -1,0 +1,104 @@
+"""The ONNX Runtime scorer gives PyTorch's answers: every cell, depth, direction and pooling;
+padding never changes an answer; a change of weights or process rebuilds the session."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import onnx_graph
+from model.onnx_graph import OnnxScorer
+from model.predictor import Predictor, model_logits
+from model.rnn import ModelConfig, SentimentRNN, pad_batch
+from tests.conftest import build_checkpoint, synthetic_reviews
+
+CONFIGS = list(
+    itertools.product(("rnn", "lstm", "gru"), (False, True), (1, 2), ("last", "max", "mean", "maxmean"))
+)
+
+
+def tiny(
+    cell: str = "gru", bidirectional: bool = True, layers: int = 1, pooling: str = "maxmean"
+) -> SentimentRNN:
+    torch.manual_seed(1)
+    config = ModelConfig(
+        vocab_size=50,
+        num_classes=3,
+        cell=cell,
+        embed_dim=8,
+        hidden_dim=6,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        pooling=pooling,
+    )
+    return SentimentRNN(config).eval()
+
+
+def sequences(n: int, seed: int, longest: int = 12) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(2, 50) for _ in range(rng.randrange(1, longest))] for _ in range(n)]
+
+
+def onnx_logits(model: SentimentRNN, seqs: list[list[int]]) -> torch.Tensor:
+    ids, lengths = pad_batch(seqs)
+    return OnnxScorer(model).logits(ids, lengths)
+
+
+@pytest.mark.parametrize(("cell", "bidirectional", "layers", "pooling"), CONFIGS)
+def test_equals_pytorch(cell: str, bidirectional: bool, layers: int, pooling: str) -> None:
+    model = tiny(cell, bidirectional, layers, pooling)
+    seqs = sequences(7, seed=layers)
+    torch.testing.assert_close(onnx_logits(model, seqs), model_logits(model, seqs), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("pooling", ["last", "maxmean"])
+def test_padding_never_changes_an_answer(pooling: str) -> None:
+    model = tiny(pooling=pooling)
+    short, long = [5, 6, 7], [9] * 30
+    alone = onnx_logits(model, [short])
+    beside_longer = onnx_logits(model, [long, short, [3]])[1]
+    torch.testing.assert_close(beside_longer, alone[0], atol=1e-6, rtol=0)
+
+
+def test_weights_changed_in_place_rebuild_the_session() -> None:
+    model = tiny()
+    scorer = OnnxScorer(model)
+    ids, lengths = pad_batch([[4, 5, 6]])
+    before = scorer.logits(ids, lengths)
+    with torch.no_grad():
+        model.classifier.bias.add_(1.0)  # what an optimiser step does: in place
+    after = scorer.logits(ids, lengths)
+    torch.testing.assert_close(after, before + 1.0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(after, model_logits(model, [[4, 5, 6]]), atol=1e-5, rtol=0)
+
+
+def test_a_new_process_gets_its_own_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    scorer = OnnxScorer(tiny())
+    ids, lengths = pad_batch([[4, 5]])
+    scorer.logits(ids, lengths)
+    built = []
+    real = onnx_graph.new_session
+    monkeypatch.setattr(onnx_graph, "new_session", lambda *a: built.append(a) or real(*a))
+    scorer.logits(ids, lengths)
+    assert built == []  # same process, same weights: the session is reused
+    monkeypatch.setattr(onnx_graph.os, "getpid", lambda: -1)  # as in a forked worker
+    scorer.logits(ids, lengths)
+    assert len(built) == 1
+
+
+def test_predictor_backends_agree(tmp_path: Path) -> None:
+    checkpoint = build_checkpoint(tmp_path / "ckpt")
+    texts = [text for text, _ in synthetic_reviews(40, seed=3)]
+    on_onnx = Predictor(checkpoint, batch_size=8).predict_texts(texts)
+    on_torch = Predictor(checkpoint, batch_size=8, backend="torch").predict_texts(texts)
+    torch.testing.assert_close(on_onnx, on_torch, atol=1e-5, rtol=0)
+
+
+def test_unknown_backend_is_refused(tmp_path: Path) -> None:
+    checkpoint = build_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="unknown backend 'tf': choose one of onnx, torch"):
+        Predictor(checkpoint, backend="tf")  # type: ignore[arg-type]
