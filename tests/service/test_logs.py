@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import queue
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
-from service.logs import JsonFormatter, TextFormatter, configure_logging
+from service.logs import BatchWriter, JsonFormatter, TextFormatter, configure_logging
 from tests.service.conftest import running
 
 
@@ -112,3 +114,28 @@ def test_text_traceback_keeps_its_own_lines() -> None:
     lines = TextFormatter().format(rec).splitlines()
     assert "failed:\\nworld" in lines[0] and "request_id=abc" in lines[0]
     assert lines[1].startswith("Traceback") and lines[-1] == "ValueError: boom"
+
+
+def test_the_writer_sends_what_is_queued_in_one_write() -> None:
+    class CountingStream(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            CountingStream.writes += 1
+            return super().write(text)
+
+    stream = CountingStream()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for i in range(5):  # queued before the writer starts: one batch
+        line = record()
+        line.msg, line.args = f"line {i}", ()
+        records.put(line)
+    writer = BatchWriter(records, handler, pause_s=0.01)
+    writer.start()
+    writer.stop()
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        f"line {i}" for i in range(5)
+    ]
+    assert CountingStream.writes == 1
