@@ -7,7 +7,9 @@ Measures, on one fixed random sample of reviews:
 - the ceiling: `Predictor.predict_texts` end to end (tokenize + length-sorted batches), at
   each thread count, and with the reviews split over one single-threaded process per core
   (forked after loading, as the service's workers are). The best of them is what the served
-  figures are held against: the most this machine does offline with all its cores.
+  figures are held against: the most this machine does offline with all its cores;
+- the same ceiling at the server's thread count on the other backend (PyTorch when the
+  predictor runs on ONNX Runtime), to show what the backend buys.
 """
 
 from __future__ import annotations
@@ -198,8 +200,16 @@ def run_offline(
         multi = ceiling_processes(predictor, texts, cores) if cores > 1 else None
         candidates = [*ceilings.values(), *([multi] if multi else [])]
         best = max(candidates, key=lambda c: float(c["reviews_per_s"]))
-        logger.info("offline ceiling: %s; %s", ceilings, multi)
+        other_backend = "torch" if predictor.backend == "onnx" else "onnx"
+        other = Predictor(predictor.checkpoint, predictor.batch_size, backend=other_backend)
+        other_ceiling = {
+            "backend": other_backend,
+            **ceiling(other, texts, server_threads, repeats, 4 * max_seconds),
+        }
+        logger.info("offline ceiling: %s; %s; on %s: %s", ceilings, multi, other_backend, other_ceiling)
         return {
+            "backend": predictor.backend,
+            "other_backend_ceiling": other_ceiling,
             "server_threads": server_threads,
             "ceiling": ceilings[server_threads],
             "ceilings_by_threads": {str(t): c for t, c in ceilings.items()},

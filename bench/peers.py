@@ -3,7 +3,10 @@
 * `litserve`: LitServe (optional bench dependency: `pip install '.[bench]'`) with dynamic
   batching at this service's batch size and wait (24 reviews, 5 ms), one inference worker;
 * `fastapi`: a plain FastAPI app, one model call per request (a sync route, FastAPI's
-  thread pool), the smallest thing one would write.
+  thread pool), the smallest thing one would write;
+* `floor`: no model and no framework: a bare ASGI app under uvicorn (httptools, uvloop), one
+  worker per CPU, that reads the body and returns a fixed answer. What any Python HTTP server
+  on this machine can do at most: the ceiling the service's per-request work sits under.
 
 `python -m bench.peers KIND --port P [--model-dir DIR]` runs one of them; `measure_peers` drives
 them like the service (bench.sections.measure_level) and returns their rows by peer.
@@ -24,7 +27,8 @@ from bench.server import HOST, Server
 
 logger = logging.getLogger(__name__)
 
-PEERS = ("litserve", "fastapi")
+PEERS = ("litserve", "fastapi", "floor")
+FLOOR_ANSWER = b'{"label":"positive","confidence":0.9,"probabilities":{"negative":0.1,"positive":0.9}}'
 LITSERVE_BATCH = 24  # the service's MAX_BATCH_SIZE and MAX_WAIT_MS defaults, for a like-for-like
 LITSERVE_WAIT_S = 0.005
 
@@ -90,6 +94,37 @@ def serve_fastapi(port: int, model_dir: Path | None) -> None:
     uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
 
 
+async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The HTTP floor: read the request, answer a constant (see the module doc)."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": FLOOR_ANSWER})
+
+
+def serve_floor(port: int, model_dir: Path | None) -> None:
+    import os
+
+    import uvicorn
+
+    uvicorn.run(
+        "bench.peers:floor_app",
+        host=HOST,
+        port=port,
+        workers=len(os.sched_getaffinity(0)),
+        http="httptools",
+        loop="uvloop",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+    )
+
+
 def measure_peers(
     model_dir: Path,
     generator: str,
@@ -137,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         logger.error("%s", why)
         return 2
-    {"litserve": serve_litserve, "fastapi": serve_fastapi}[args.kind](args.port, args.model_dir)
+    serve = {"litserve": serve_litserve, "fastapi": serve_fastapi, "floor": serve_floor}
+    serve[args.kind](args.port, args.model_dir)
     return 0
 
 

@@ -112,6 +112,13 @@ def _targets_lines(targets: list[dict[str, Any]]) -> list[str]:
     return ["## Targets", "", *_table(["target", "goal", "measured", "", "figures"], rows)]
 
 
+def _other_backend(other: dict[str, Any] | None) -> str:
+    if not other:
+        return ""
+    rate = _fmt(other["reviews_per_s"])
+    return f" (on {other['backend']}: {rate} reviews/s at {other['threads']} thread(s))"
+
+
 def _offline_lines(off: dict[str, Any]) -> list[str]:
     ceil = off["ceiling"]
     lines = [
@@ -123,7 +130,9 @@ def _offline_lines(off: dict[str, Any]) -> list[str]:
         f"at {ceil['threads']} torch thread(s) (the server's setting). Other thread counts: "
         + ", ".join(f"{t}: {_fmt(c['reviews_per_s'])}/s" for t, c in off["ceilings_by_threads"].items())
         + f". Tokenization: {off['tokenization']['us_per_review']} µs per review "
-        f"(median {off['tokenization']['median_tokens']} tokens).",
+        f"(median {off['tokenization']['median_tokens']} tokens). Backend: {off.get('backend', 'torch')}"
+        + _other_backend(off.get("other_backend_ceiling"))
+        + ".",
         "",
     ]
     rows = [
@@ -169,8 +178,12 @@ def _side_by_side_lines(results: dict[str, Any]) -> list[str]:
     offline = results.get("offline", {})
     rows: list[list[Any]] = []
     for t, c in offline.get("ceilings_by_threads", {}).items():
-        name = f"offline `Predictor`, 1 process x {t} torch thread(s)"
+        name = f"offline `Predictor`, 1 process x {t} thread(s)"
         rows.append([name, c["reviews_per_s"], "", "", ""])
+    other = offline.get("other_backend_ceiling")
+    if other:
+        name = f"offline `Predictor` on {other['backend']}, 1 process x {other['threads']} thread(s)"
+        rows.append([name, other["reviews_per_s"], "", "", ""])
     if offline.get("ceiling_processes"):
         multi = offline["ceiling_processes"]
         name = f"offline `Predictor`, {multi['processes']} processes x 1 thread"
@@ -178,7 +191,11 @@ def _side_by_side_lines(results: dict[str, Any]) -> list[str]:
     served = results.get("served", {})
     if served.get("levels"):
         rows.append(["**this service, defaults**", *cells(served["levels"])])
-    names = {"litserve": "LitServe", "fastapi": "plain FastAPI, one model call per request"}
+    names = {
+        "litserve": "LitServe",
+        "fastapi": "plain FastAPI, one model call per request",
+        "floor": "HTTP floor: bare ASGI app, no model, one uvicorn worker per CPU",
+    }
     for kind, peer in results.get("peers", {}).items():
         label = names.get(kind, kind)
         if "version" in peer:

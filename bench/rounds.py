@@ -60,6 +60,9 @@ def ratios(round_: dict[str, dict[str, Any]]) -> dict[str, float]:
         out["p99_c64_vs_litserve"] = ratio(ours["c64"]["p99_ms"], lit["p99_ms"])
     if "fastapi" in round_:
         out["p50_c1_vs_fastapi"] = ratio(ours["c1"]["p50_ms"], round_["fastapi"]["c1"]["p50_ms"])
+    if "floor" in round_:
+        floor = round_["floor"]["c64"]["throughput_rps"]
+        out["throughput_c64_vs_http_floor"] = ratio(ours["c64"]["throughput_rps"], floor)
     return out
 
 

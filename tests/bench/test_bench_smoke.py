@@ -141,6 +141,9 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert results["meta"]["mode"] == "smoke" and results["meta"]["data"]["real"] is False
     assert results["offline"]["ceiling"]["reviews_per_s"] > 0
     assert results["offline"]["tokenization"]["us_per_review"] > 0
+    assert results["offline"]["backend"] == "onnx"
+    assert results["offline"]["other_backend_ceiling"]["backend"] == "torch"
+    assert results["offline"]["other_backend_ceiling"]["reviews_per_s"] > 0
     assert (out / "RESULTS.md").read_text().startswith("# Benchmark results")
     assert {t["name"] for t in results["targets"]} >= {"offline ceiling (reviews/s)"}
     if not service_available():
@@ -158,7 +161,7 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert results["startup"]["ready_s_median"] > 0
     # Peers on the same reviews: the plain app always, LitServe when the bench extra is installed.
     peers = results["peers"]
-    for kind in ("fastapi", "litserve"):
+    for kind in ("fastapi", "litserve", "floor"):
         if kind == "litserve" and "skipped" in peers[kind]:
             assert "pip install" in peers[kind]["skipped"]
             continue
