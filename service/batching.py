@@ -12,6 +12,10 @@ Policy, in short:
   is learnt from every call (full or not) as a fixed cost plus a cost per unit of size. An
   idle batcher takes any submission, so a wrong estimate is corrected instead of refusing
   forever.
+* An idle batcher (nothing queued, no call running) may run a lone submission at once on the
+  caller's thread, when the caller allows it and the learnt cost says the call is short
+  (`inline_max_s`): the two thread hand-offs cost about as much as scoring one short text,
+  and nothing else is waiting for the handler. A slow handler is never run inline.
 * A batch never waits for batch-mates unless more work is likely: under a steady load the
   previous batch's callers come back, so we wait (at most `max_wait_s` after the oldest item
   arrived) until as many items are queued as the last batch held, and stop as soon as the
@@ -138,6 +142,11 @@ class CallCost:
         fixed, per_unit = self._fit
         return calls * fixed + units * per_unit
 
+    @property
+    def learnt(self) -> bool:
+        """At least one call has been observed."""
+        return self._w > 0
+
 
 @dataclass
 class BatcherConfig:
@@ -150,6 +159,9 @@ class BatcherConfig:
     idle_reset_s: float = 0.25
     # How many batches' worth of the queue is searched for similar-sized items.
     lookahead: int = 4
+    # A lone submission to an idle batcher runs on the caller's thread right away when its
+    # call is expected (from the learnt cost) to take at most this long; 0 = never.
+    inline_max_s: float = 0.0
     name: str = "batcher"
 
 
@@ -218,14 +230,23 @@ class Batcher(Generic[T, R]):
         return self._thread is not None and self._thread.is_alive() and not self._closing
 
     @property
+    def idle(self) -> bool:
+        """No call running and nothing queued."""
+        return not self._busy and not self._queue
+
+    @property
     def depth(self) -> int:
         """Items waiting for the handler (not counting the batch being processed)."""
         return len(self._queue)
 
     # -- submitting (event loop side) --------------------------------------------------------
 
-    def submit(self, payloads: Sequence[T], deadline: float) -> list[Job[T, R]]:
-        """Queue payloads as one unit (all or none); each gets its own job and future."""
+    def submit(
+        self, payloads: Sequence[T], deadline: float, inline_ok: bool = False
+    ) -> list[Job[T, R]]:
+        """Queue payloads as one unit (all or none); each gets its own job and future.
+        `inline_ok`: the caller allows running them at once on its thread (see the module doc);
+        if that happens, the futures are done when this returns."""
         loop = self._loop
         if loop is None or self._closing:
             raise BatcherClosed("not accepting work")
@@ -240,12 +261,30 @@ class Batcher(Generic[T, R]):
             if self._closing:
                 raise BatcherClosed("not accepting work")
             self._admit(len(jobs), units, deadline - now)
-            self._queue.extend(jobs)
-            self._queued_units += units
-            self._stats.arrivals += len(jobs)
-            if self._idle:  # a busy worker looks at the queue anyway: spare the wake-up call
-                self._cond.notify()
+            inline = inline_ok and self._may_run_inline(len(jobs), units)
+            if inline:
+                self._busy, self._busy_units = True, units
+            else:
+                self._queue.extend(jobs)
+                self._queued_units += units
+                self._stats.arrivals += len(jobs)
+                if self._idle:  # a busy worker looks at the queue anyway: spare the wake-up
+                    self._cond.notify()
+        if inline:
+            self._process(jobs, deliver=_resolve)
         return jobs
+
+    def _may_run_inline(self, count: int, units: int) -> bool:
+        """(lock held) One submission the worker would take alone, now, and a short call."""
+        limit = self.config.inline_max_s
+        return (
+            limit > 0
+            and count == 1
+            and not self._queue
+            and not self._busy
+            and self.cost.learnt
+            and self.cost.seconds(1, units) <= limit
+        )
 
     async def run(self, payloads: Sequence[T], deadline: float) -> tuple[list[R], int]:
         """Submit and wait: (results in order, largest batch they were part of)."""
@@ -381,7 +420,11 @@ class Batcher(Generic[T, R]):
             queue.extendleft(reversed(rest))
         return batch, [job for job in dead if not job.abandoned]
 
-    def _process(self, jobs: list[Job[T, R]]) -> None:
+    def _process(
+        self, jobs: list[Job[T, R]], deliver: Callable[[list[_Outcome]], None] | None = None
+    ) -> None:
+        """One call for `jobs`; results handed over by `deliver` (default: to the event loop,
+        from the worker thread)."""
         start = time.monotonic()
         if self.observer is not None:
             self._observe(
@@ -391,7 +434,7 @@ class Batcher(Generic[T, R]):
         end = time.monotonic()
         for job in jobs:
             job.batch_size = len(jobs)
-        self._deliver(outcomes)
+        (deliver or self._deliver)(outcomes)
         stats = self._stats
         with self._cond:
             self.cost.observe(sum(job.size for job in jobs), end - start)

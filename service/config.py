@@ -43,6 +43,14 @@ class Settings(BaseSettings):
         le=1000,
         description="Longest a review waits for batch-mates while more are arriving.",
     )
+    inline_max_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="A lone review from the only client connected to an idle worker is scored "
+        "at once on the event loop (no thread hand-offs) when its model call is expected to "
+        "take at most this long (0 = always queue).",
+    )
     max_queue: int = Field(
         default=512, ge=1, le=1_000_000, description="Reviews waiting for the model; more -> 429."
     )

@@ -61,6 +61,16 @@ async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
     await send_json(send, 503, body, headers)
 
 
+# Scope key: how many connections this process had open when the request's headers arrived.
+OPEN_CONNECTIONS = "sentiment.open_connections"
+
+
+def lone_client(scope: Any) -> bool:
+    """The request's connection is the only one this process has open (true when unknown, as
+    under a test transport): nobody else could use the event loop while it is served."""
+    return int(scope.get(OPEN_CONNECTIONS, 1)) <= 1
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """Configure with `guarded_protocol(...)`, which sets the three limits below."""
 
@@ -96,8 +106,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_headers = False
         self._header_bytes = 0
         # Decided per request, like uvicorn's limit_concurrency, but answered in our shape.
-        over = len(self.connections) > self.max_connections
-        self.app = _over_capacity if over else self._app
+        open_connections = len(self.connections)
+        self.app = _over_capacity if open_connections > self.max_connections else self._app
+        self.scope[OPEN_CONNECTIONS] = open_connections  # type: ignore[literal-required]
         super().on_headers_complete()
 
     def _arm_header_timer(self) -> None:

@@ -16,6 +16,7 @@ from service.errors import ApiError, request_id_of
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.metrics import Metrics
 from service.page import build_page_router
+from service.protocol import lone_client
 from service.runtime import Runtime
 from service.schemas import (
     REQUEST_EXAMPLES,
@@ -133,7 +134,7 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         payload = validate(request_model, parse_json(body))
         reject_nul(payload.items, single=payload.texts is None)
         result, batch_size = await runtime.predict(
-            payload, time_left(request, settings.request_timeout_s)
+            payload, time_left(request, settings.request_timeout_s), alone=lone_client(request.scope)
         )
         request.state.batch_size = batch_size
         return json_response(result)

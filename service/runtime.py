@@ -159,6 +159,7 @@ class Runtime(Generic[P, Out]):
                 max_wait_s=settings.max_wait_ms / 1000,
                 max_queue=settings.max_queue,
                 name="inference",
+                inline_max_s=settings.inline_max_ms / 1000,
             ),
             size_of=model.size_of,
             observer=self.metrics,
@@ -224,9 +225,11 @@ class Runtime(Generic[P, Out]):
         return model
 
     async def predict(
-        self, request: PredictRequest, time_left: float
+        self, request: PredictRequest, time_left: float, alone: bool = False
     ) -> tuple[dict[str, Any], int]:
-        """Score the request's texts: (response body, size of the batch they were scored in)."""
+        """Score the request's texts: (response body, size of the batch they were scored in).
+        `alone`: no other client is connected to this process, so a lone review may be scored
+        at once on the event loop (see service/batching.py) instead of queued."""
         model = self.serving_model()
         assert self.batcher is not None
         texts = request.items
@@ -247,7 +250,8 @@ class Runtime(Generic[P, Out]):
             sized = list(zip(texts, sizes, strict=True))
             explaining = self._submit(self.explain_batcher, sized, deadline)
         try:
-            scoring = self._submit(self.batcher, payloads, deadline)
+            inline_ok = alone and explaining is None
+            scoring = self._submit(self.batcher, payloads, deadline, inline_ok)
             outputs, batch_size = await self._wait(self.batcher, scoring, deadline)
         except BaseException:
             if explaining is not None:  # nobody will read it: leave the lane to others
@@ -304,9 +308,11 @@ class Runtime(Generic[P, Out]):
                     details=[{"field": field, "message": message, "type": "too_long_to_explain"}],
                 )
 
-    def _submit(self, batcher: Batcher[T, R], payloads: list[T], deadline: float) -> list[Job[T, R]]:
+    def _submit(
+        self, batcher: Batcher[T, R], payloads: list[T], deadline: float, inline_ok: bool = False
+    ) -> list[Job[T, R]]:
         try:
-            return batcher.submit(payloads, deadline)
+            return batcher.submit(payloads, deadline, inline_ok)
         except QueueFull as exc:
             raise ApiError(
                 429,

@@ -224,3 +224,88 @@ async def test_stop_finishes_queued_work_then_refuses() -> None:
 async def test_submit_before_start_is_refused() -> None:
     with pytest.raises(BatcherClosed):
         make(Recorder()).submit([1], later())
+
+
+class ThreadRecorder(Recorder):
+    """A Recorder that also notes which thread ran each call."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.threads: list[int] = []
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.threads.append(threading.get_ident())
+        time.sleep(self.seconds)
+        return super().__call__(items)
+
+
+async def warm(batcher: Batcher[int, int]) -> None:
+    """One queued call, so the batcher has learnt what a call costs; back when idle again (the
+    worker marks itself idle just after handing the result over)."""
+    await batcher.run([1], later())
+    while not batcher.idle:
+        await asyncio.sleep(0.001)
+
+
+async def test_an_idle_batcher_runs_a_lone_short_submission_on_the_callers_thread() -> None:
+    handler = ThreadRecorder()
+    observed: list[int] = []
+
+    class Observer:
+        def observe_batch(self, size: int, queue_waits: Sequence[float]) -> None:
+            observed.append(size)
+
+        def observe_call(self, size: int, seconds: float, ok: bool) -> None:
+            pass
+
+    config = BatcherConfig(max_batch_size=8, max_queue=64, inline_max_s=0.05)
+    batcher = Batcher(handler, config, size_of=lambda n: n, observer=Observer())
+    batcher.start()
+    await warm(batcher)
+    (job,) = batcher.submit([3], later(), inline_ok=True)
+    assert job.future.done() and job.future.result() == 6  # answered before submit returned
+    assert handler.threads[-1] == threading.get_ident()
+    assert observed == [1, 1]  # counted like any batch
+    assert (await batcher.wait([job], later())) == ([6], 1)
+    await batcher.stop()
+
+
+@pytest.mark.parametrize(
+    ("payloads", "inline_ok", "seconds", "warmed"),
+    [
+        ([3], False, 0.0, True),  # the caller does not allow it
+        ([1, 2], True, 0.0, True),  # more than one item
+        ([3], True, 0.0, False),  # no call observed yet: its cost is unknown
+        ([3], True, 0.1, True),  # calls take longer than inline_max_s
+    ],
+)
+async def test_other_submissions_go_to_the_worker_thread(
+    payloads: list[int], inline_ok: bool, seconds: float, warmed: bool
+) -> None:
+    handler = ThreadRecorder(seconds)
+    batcher = make(handler, inline_max_s=0.05)
+    batcher.start()
+    if warmed:
+        await warm(batcher)
+    jobs = batcher.submit(payloads, later(), inline_ok=inline_ok)
+    results, _ = await batcher.wait(jobs, later())
+    assert results == [2 * p for p in payloads]
+    assert threading.get_ident() not in handler.threads
+    await batcher.stop()
+
+
+async def test_a_busy_batcher_queues_even_what_could_run_inline() -> None:
+    handler = ThreadRecorder()
+    batcher = make(handler, inline_max_s=0.05)
+    batcher.start()
+    await warm(batcher)
+    handler.gate.clear()
+    first = batcher.submit([1], later())  # to the worker, which is held in the call
+    await asyncio.to_thread(handler.entered.wait, 5)
+    second = batcher.submit([2], later(), inline_ok=True)
+    assert not second[0].future.done()
+    handler.gate.set()
+    assert (await batcher.wait(first + second, later()))[0] == [2, 4]
+    assert threading.get_ident() not in handler.threads
+    await batcher.stop()

@@ -73,7 +73,9 @@ async def test_concurrent_requests_are_batched_and_match_offline(
     app_factory: Callable[..., FastAPI], offline: Predictor
 ) -> None:
     texts = [t for t, _ in synthetic_reviews(120, seed=5)]
-    app = app_factory(max_batch_size=16, max_wait_ms=20)
+    # In-process, a request scored inline runs to its answer without yielding, so the others
+    # would never overlap it; this test is about the queued path under real concurrency.
+    app = app_factory(max_batch_size=16, max_wait_ms=20, inline_max_ms=0)
     async with running(app) as client:
         responses = await asyncio.gather(
             *(client.post("/predict", json={"text": t}) for t in texts)
@@ -255,6 +257,7 @@ async def test_health_and_metrics_answer_while_the_model_is_busy(
     app = app_factory(max_batch_size=2)
     async with running(app) as client:
         batcher = app.state.runtime.batcher
+        batcher.config.inline_max_s = 0  # slow only after warming up (see test_errors)
         model_call = batcher.handler
 
         def slow(batch: list[list[int]]) -> list[list[float]]:

@@ -3,6 +3,7 @@ and readiness across workers through the shared board."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from service.config import Settings
 from service.main import create_app
+from service.protocol import OPEN_CONNECTIONS, lone_client
 from service.served import Explainable, ServedModel
 from service.workers import WorkerBoard
 from tests.service.conftest import assert_error, running
@@ -89,3 +91,33 @@ async def test_health_waits_for_every_worker() -> None:
     assert waiting.json()["status"] == "loading"
     assert "1 of 2 workers ready" in waiting.json()["error"]["message"]
     assert ready.status_code == 200
+
+
+class ThreadNotingModel(ShoutingModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def predict(self, batch: list[str]) -> Sequence[float]:
+        self.threads.append(threading.get_ident())
+        return super().predict(batch)
+
+
+@pytest.mark.parametrize(("inline_max_ms", "on_the_loop"), [(50.0, True), (0.0, False)])
+async def test_a_lone_review_is_scored_on_the_event_loop(inline_max_ms: float, on_the_loop: bool) -> None:
+    model = ThreadNotingModel()
+    async with running(create_app(settings(inline_max_ms=inline_max_ms), model=model)) as client:
+        warm_up_calls = len(model.threads)  # start-up runs on the inference thread
+        lone = await client.post("/predict", json={"text": "WHAT a FILM"})
+        pair = await client.post("/predict", json={"texts": ["quiet", "LOUD"]})
+        explained = await client.post("/predict", json={"text": "LOUD", "explain": True})
+    assert lone.status_code == 200 and pair.status_code == 200 and explained.status_code == 501
+    lone_thread, pair_thread = model.threads[warm_up_calls:]
+    assert (lone_thread == threading.get_ident()) is on_the_loop
+    assert pair_thread != threading.get_ident()  # two reviews always go to the inference thread
+
+
+def test_a_lone_client_is_the_only_connection() -> None:
+    assert lone_client({OPEN_CONNECTIONS: 1})
+    assert not lone_client({OPEN_CONNECTIONS: 2})
+    assert lone_client({})  # unknown (a test transport): nobody else is there
