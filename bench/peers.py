@@ -1,7 +1,7 @@
 """Peers in the same run: the same `Predictor`, the same reviews, the same load generator.
 
 * `litserve`: LitServe (optional bench dependency: `pip install '.[bench]'`) with dynamic
-  batching at this service's batch size and wait (24 reviews, 5 ms), one inference worker;
+  batching at this service's batch size and wait (16 reviews, 5 ms), one inference worker;
 * `fastapi`: a plain FastAPI app, one model call per request (a sync route, FastAPI's
   thread pool), the smallest thing one would write;
 * `floor`: no model and no framework: a bare ASGI app under uvicorn (httptools, uvloop), one
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 PEERS = ("litserve", "fastapi", "floor")
 FLOOR_ANSWER = b'{"label":"positive","confidence":0.9,"probabilities":{"negative":0.1,"positive":0.9}}'
-LITSERVE_BATCH = 24  # the service's MAX_BATCH_SIZE and MAX_WAIT_MS defaults, for a like-for-like
+LITSERVE_BATCH = 16  # the service's MAX_BATCH_SIZE and MAX_WAIT_MS defaults, for a like-for-like
 LITSERVE_WAIT_S = 0.005
 
 

@@ -30,7 +30,10 @@ BUCKETS = [
     (WAITING, re.compile(r"^(\w+\.)?(wait|_wait_for_tstate_lock|acquire) " + _IN + r"threading\.py")),
     ("explain", re.compile(r"model/explain\.py")),
     ("tokenization", re.compile(r"model/text\.py")),
-    ("model (torch)", re.compile(_IN + r"torch/|model/rnn\.py|model/predictor\.py")),
+    (
+        "model (ONNX Runtime or torch)",
+        re.compile(_IN + r"torch/|onnxruntime/|model/(rnn|predictor|onnx_graph)\.py"),
+    ),
     ("JSON", re.compile(r"json|dumps|loads|serialize_response|render \(", re.IGNORECASE)),
     ("validation", re.compile(r"pydantic|validat")),
     ("batcher (queue, hand-off)", re.compile(r"service/batching\.py")),

@@ -44,10 +44,11 @@ def build_graph(model: SentimentRNN) -> Any:
         weights[name] = value
         return name
 
-    node("Gather", ["embedding", "ids"], ["x_btf"])  # (B, T, E)
-    node("Transpose", ["x_btf"], ["x0"], perm=[1, 0, 2])  # (T, B, E)
+    node("Transpose", ["ids"], ["ids_tb"], perm=[1, 0])  # (T, B): transpose the ids, not vectors
+    node("Gather", ["embedding", "ids_tb"], ["x0"])  # (T, B, E)
     node("Cast", ["lengths"], ["seq_lens"], to=TensorProto.INT32)
     layer_input = "x0"
+    last = config.num_layers - 1
     for layer in range(config.num_layers):
         w, r, b = _layer_weights(model, layer, directions)
         prefix = f"l{layer}"
@@ -59,12 +60,13 @@ def build_graph(model: SentimentRNN) -> Any:
             hidden_size=config.hidden_dim,
             direction="bidirectional" if directions == 2 else "forward",
             **({"linear_before_reset": 1} if config.cell == "gru" else {}),  # PyTorch's GRU form
-        )
-        node("Transpose", [f"{prefix}_Y"], [f"{prefix}_tbdh"], perm=[0, 2, 1, 3])  # (T, B, D, H)
-        shape = constant(f"{prefix}_shape", np.array([0, 0, -1], dtype=np.int64))
-        node("Reshape", [f"{prefix}_tbdh", shape], [f"{prefix}_out"])  # (T, B, D*H)
-        layer_input = f"{prefix}_out"
-    summary = _summary(node, constant, model, layer_input, f"l{config.num_layers - 1}_Yh")
+        )  # Y (T, D, B, H), Yh (D, B, H)
+        if layer < last:  # the next layer reads (T, B, D*H)
+            node("Transpose", [f"{prefix}_Y"], [f"{prefix}_tbdh"], perm=[0, 2, 1, 3])
+            shape = constant(f"{prefix}_shape", np.array([0, 0, -1], dtype=np.int64))
+            node("Reshape", [f"{prefix}_tbdh", shape], [f"{prefix}_out"])
+            layer_input = f"{prefix}_out"
+    summary = _summary(node, constant, model, f"l{last}_Y", f"l{last}_Yh")
     node("Gemm", [summary, "classifier_W", "classifier_b"], ["logits"], transB=1)  # (B, C)
     weights["classifier_W"] = _array(model.classifier.weight)
     weights["classifier_b"] = _array(model.classifier.bias)
@@ -87,37 +89,42 @@ def build_graph(model: SentimentRNN) -> Any:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
-def _summary(node: Any, constant: Any, model: SentimentRNN, out_tbf: str, last_states: str) -> str:
-    """The pooling of SentimentRNN._pool / _final_states, on (T, B, D*H) outputs -> (B, S)."""
+def _summary(node: Any, constant: Any, model: SentimentRNN, outputs: str, last_states: str) -> str:
+    """The pooling of SentimentRNN._pool / _final_states, straight from the top layer's
+    outputs Y (T, D, B, H) and final states Yh (D, B, H) -> (B, S): reduced over time first,
+    so no (B, T, ...) copy of the outputs is made."""
+    int64 = np.int64
     pooling = model.config.pooling
+
+    def per_review(state: str, name: str) -> str:  # (D, B, H) -> (B, D*H): forward, backward
+        node("Transpose", [state], [f"{name}_bdh"], perm=[1, 0, 2])
+        node("Reshape", [f"{name}_bdh", constant("flat", np.array([0, -1], dtype=int64))], [name])
+        return name
+
     if pooling == "last":
-        # Yh (D, B, H) of the top layer: forward state then backward state, as torch.cat does.
-        node("Transpose", [last_states], ["last_bdh"], perm=[1, 0, 2])
-        node("Reshape", ["last_bdh", constant("flat", np.array([0, -1], dtype=np.int64))], ["summary"])
-        return "summary"
-    node("Transpose", [out_tbf], ["out"], perm=[1, 0, 2])  # (B, T, D*H)
-    # mask (B, T, 1): step t is inside review b
+        return per_review(last_states, "summary")
+    # mask (T, 1, B, 1): step t is inside review b
     node("Shape", ["ids"], ["ids_shape"])
-    node("Gather", ["ids_shape", constant("one", np.array(1, dtype=np.int64))], ["steps_n"])
-    node("Range", [constant("zero", np.array(0, dtype=np.int64)), "steps_n",
-                   constant("step", np.array(1, dtype=np.int64))], ["steps"])
-    node("Unsqueeze", ["steps", constant("axis0", np.array([0], dtype=np.int64))], ["steps_1t"])
-    node("Unsqueeze", ["lengths", constant("axis1", np.array([1], dtype=np.int64))], ["lengths_b1"])
-    node("Less", ["steps_1t", "lengths_b1"], ["mask_bt"])
-    node("Unsqueeze", ["mask_bt", constant("axis2", np.array([2], dtype=np.int64))], ["mask"])
+    node("Gather", ["ids_shape", constant("one", np.array(1, dtype=int64))], ["steps_n"])
+    node("Range", [constant("zero", np.array(0, dtype=int64)), "steps_n",
+                   constant("step", np.array(1, dtype=int64))], ["steps"])
+    node("Unsqueeze", ["steps", constant("axes_t", np.array([1, 2, 3], dtype=int64))], ["steps_t"])
+    node("Unsqueeze", ["lengths", constant("axes_b", np.array([0, 1, 3], dtype=int64))], ["lengths_b"])
+    node("Less", ["steps_t", "lengths_b"], ["mask"])
     parts = []
     if pooling in ("max", "maxmean"):
-        node("Where", ["mask", "out", constant("minus_inf", np.array(-np.inf, dtype=np.float32))],
+        node("Where", ["mask", outputs, constant("minus_inf", np.array(-np.inf, dtype=np.float32))],
              ["masked_low"])
-        node("ReduceMax", ["masked_low"], ["max"], axes=[1], keepdims=0)
-        parts.append("max")
+        node("ReduceMax", ["masked_low"], ["max_dbh"], axes=[0], keepdims=0)
+        parts.append(per_review("max_dbh", "max"))
     if pooling in ("mean", "maxmean"):
-        node("Where", ["mask", "out", constant("zero_f", np.array(0.0, dtype=np.float32))],
+        node("Where", ["mask", outputs, constant("zero_f", np.array(0.0, dtype=np.float32))],
              ["masked_zero"])
-        node("ReduceSum", ["masked_zero", constant("axes1", np.array([1], dtype=np.int64))], ["sum"],
+        node("ReduceSum", ["masked_zero", constant("axes0", np.array([0], dtype=int64))], ["sum_dbh"],
              keepdims=0)
+        node("Unsqueeze", ["lengths", constant("axes1", np.array([1], dtype=int64))], ["lengths_b1"])
         node("Cast", ["lengths_b1"], ["lengths_f"], to=1)  # FLOAT
-        node("Div", ["sum", "lengths_f"], ["mean"])
+        node("Div", [per_review("sum_dbh", "sum"), "lengths_f"], ["mean"])
         parts.append("mean")
     if len(parts) == 1:
         return parts[0]

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         "by affinity and cgroup quota).",
     )
 
-    max_batch_size: int = Field(default=24, ge=1, le=1024, description="Reviews per model call.")
+    max_batch_size: int = Field(default=16, ge=1, le=1024, description="Reviews per model call.")
     max_wait_ms: float = Field(
         default=5.0,
         ge=0,

@@ -44,14 +44,15 @@ def test_profile_buckets(tmp_path: Path) -> None:
     raw = tmp_path / "raw.txt"
     raw.write_text(
         "run (uvicorn/server.py:1);predict (service/routes.py:2);tokenize (model/text.py:3) 3\n"
-        "_work (service/batching.py:1);GRU.forward (torch/nn/modules/rnn.py:9) 4\n"
+        "_work (service/batching.py:1);GRU.forward (torch/nn/modules/rnn.py:9) 2\n"
+        "_work (service/batching.py:1);run (onnxruntime/capi/onnxruntime_inference_collection.py:9) 2\n"
         "Runner.run (asyncio/runners.py:118) 1\n"
         "_work (service/batching.py:1);Condition.wait (threading.py:320) 2\n"
     )
     summary = profile.summarise(raw)
     assert summary["samples"] == 10
     assert summary["busy_share"] == {
-        "model (torch)": 0.5,
+        "model (ONNX Runtime or torch)": 0.5,
         "tokenization": 0.375,
         "event loop, sockets, HTTP parsing (native uvloop/httptools)": 0.125,
     }
