@@ -139,6 +139,10 @@ def format_parameter_summary(model: nn.Module) -> str:
 
 def pad_batch(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists with 0 -> ids (B, T_max), lengths (B,)."""
+    if len(sequences) == 1:  # a lone review (the common request): nothing to pad
+        (only,) = sequences
+        ids_1 = np.fromiter(only, np.int64, len(only)).reshape(1, -1)
+        return torch.from_numpy(ids_1), torch.tensor([len(only)])
     lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
     ids = np.zeros((len(sequences), int(lengths.max())), dtype=np.int64)
     # Row-major boolean indexing fills row by row: the ids in the order chain() yields them.

@@ -49,5 +49,8 @@ def test_padding_never_changes_an_answer(cell: str, bidirectional: bool, pooling
 def test_output_shape_and_pad_batch() -> None:
     ids, lengths = pad_batch([[1, 2, 3], [4]])
     assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and lengths.tolist() == [3, 1]
+    one_ids, one_length = pad_batch([[7, 8]])  # the lone-review shortcut: same types and shapes
+    assert one_ids.tolist() == [[7, 8]] and one_length.tolist() == [2]
+    assert (one_ids.dtype, one_length.dtype) == (ids.dtype, lengths.dtype)
     model = SentimentRNN(ModelConfig(vocab_size=10, num_classes=3, embed_dim=4, hidden_dim=4))
     assert model(ids, lengths).shape == (2, 3)
