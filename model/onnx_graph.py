@@ -160,13 +160,16 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
 class OnnxScorer:
     """Logits from an ONNX Runtime session of `model`, rebuilt when the weights change (an
     optimiser step or a load bumps their version) or the process forks (sessions do not
-    survive a fork); one session per thread count, as torch's thread setting asks."""
+    survive a fork); one session per thread count, as torch's thread setting asks, so
+    threads with different settings (a server's event loop and its inference thread) never
+    make each other rebuild."""
 
     def __init__(self, model: SentimentRNN) -> None:
         self.model = model
         self._lock = threading.Lock()
-        self._key: tuple[Any, ...] | None = None
-        self._session: Any = None  # (session, embedding array)
+        self._valid_for: tuple[Any, ...] | None = None  # (pid, parameter versions)
+        self._sessions: dict[int, Any] = {}  # thread count -> session
+        self._embedding: np.ndarray | None = None
 
     def logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, T) int64 right-padded, lengths (B,) >= 1 -> logits (B, C)."""
@@ -177,13 +180,17 @@ class OnnxScorer:
 
     def _current_session(self) -> tuple[Any, np.ndarray]:
         threads = torch.get_num_threads()
-        params = tuple((id(p), p._version) for p in self.model.parameters())
-        key = (os.getpid(), threads, params)
+        valid_for = (os.getpid(), tuple((id(p), p._version) for p in self.model.parameters()))
         with self._lock:
-            if key != self._key:
-                session = new_session(self.model, threads)
-                self._session, self._key = (session, _array(self.model.embedding.weight)), key
-            return self._session
+            if valid_for != self._valid_for:
+                self._sessions.clear()
+                self._embedding = _array(self.model.embedding.weight)
+                self._valid_for = valid_for
+            session = self._sessions.get(threads)
+            if session is None:
+                session = self._sessions[threads] = new_session(self.model, threads)
+            assert self._embedding is not None
+            return session, self._embedding
 
 
 def preload() -> None:

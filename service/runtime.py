@@ -193,6 +193,12 @@ class Runtime(Generic[P, Out]):
         assert self.model is not None and self.batcher is not None
         for text in WARM_UP_TEXTS:  # a short and a full-length review: every code path runs once
             await self.batcher.run([self.model.decode(text)], time.monotonic() + 120)
+        if self.explain_batcher is not None:
+            # One short explanation, so the lane's admission has a measured cost from its first
+            # request (unmeasured, it would admit a whole burst that cannot meet its deadline).
+            text = WARM_UP_TEXTS[0]
+            sized = (text, self.model.size_of(self.model.decode(text)))
+            await self.explain_batcher.run([sized], time.monotonic() + 120)
 
     def begin_drain(self) -> None:
         """SIGTERM: report "draining" to probes while in-flight and queued work completes."""

@@ -90,6 +90,18 @@ def test_a_new_process_gets_its_own_session(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(built) == 1
 
 
+def test_threads_with_different_settings_keep_their_own_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    scorer = OnnxScorer(tiny())
+    ids, lengths = pad_batch([[4, 5]])
+    built = []
+    real = onnx_graph.new_session
+    monkeypatch.setattr(onnx_graph, "new_session", lambda *a: built.append(a[1]) or real(*a))
+    for threads in (1, 2, 1, 2):  # e.g. an event loop and an inference thread, alternating
+        monkeypatch.setattr(onnx_graph.torch, "get_num_threads", lambda t=threads: t)
+        scorer.logits(ids, lengths)
+    assert built == [1, 2]  # one session each, built once
+
+
 def test_predictor_backends_agree(tmp_path: Path) -> None:
     checkpoint = build_checkpoint(tmp_path / "ckpt")
     texts = [text for text, _ in synthetic_reviews(40, seed=3)]
