@@ -10,6 +10,7 @@ each one the same single-process server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -75,15 +76,26 @@ class DrainingServer(uvicorn.Server):
         self.worker = worker
         self._parent = os.getppid()
         self._signals = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
+        self._loop = asyncio.get_running_loop()
         with super().capture_signals():
             # The supervisor forks with these blocked; one that arrived meanwhile runs now.
             signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
             yield
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler runs between any two bytecodes of the main thread, which may hold a
+        # lock the drain needs (a metric's: a SIGTERM that landed inside a metric update hung a
+        # worker for good). Only hand the signal to the event loop here.
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_exit_signal, sig)
+        else:
+            self._on_exit_signal(sig)
+
+    def _on_exit_signal(self, sig: int) -> None:
         if self.worker and sig == signal.SIGINT:
             return
         self._signals += 1
@@ -106,7 +118,7 @@ class DrainingServer(uvicorn.Server):
         # An orphaned worker (the supervisor was SIGKILLed) would hold the port forever.
         if self.worker and self._signals == 0 and os.getppid() != self._parent:
             logger.error("service: the supervisor is gone; draining this worker")
-            self.handle_exit(signal.SIGTERM, None)
+            self._on_exit_signal(signal.SIGTERM)
         # A failed start-up (say, the warm-up prediction raised) must not leave a process that
         # is alive but never ready: exit, and let the orchestrator restart or report it.
         if self.runtime.status == "failed" and not self.should_exit:

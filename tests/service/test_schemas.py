@@ -78,3 +78,15 @@ def test_explain_limit_is_in_the_schema_only_when_it_binds() -> None:
     assert limited["oneOf"] == [{"required": ["text"]}, {"required": ["texts"]}]
     unlimited = build_predict_request(300, 8, 8).model_json_schema()
     assert "anyOf" not in unlimited
+
+
+def test_the_stored_character_classes_are_those_the_tokenizer_gives() -> None:
+    # A tokenizer change without `python -m service.schemas` fails here, not in production.
+    from service import readable_chars, schemas
+
+    if schemas._stored("READABLE") is None:  # another tokenizer or Unicode: computed instead
+        assert readable_class() == schemas.compute_readable_class()
+        return
+    message = "stale service/readable_chars.py: run `python -m service.schemas`"
+    assert schemas.compute_readable_class() == readable_chars.READABLE, message
+    assert schemas.compute_spaces_class() == readable_chars.SPACES, message
