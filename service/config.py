@@ -79,6 +79,8 @@ class Settings(BaseSettings):
         default=1, ge=0, le=256, description="torch intra-op threads (0 = torch's default)."
     )
 
+    # model.predictor.Backend, written out: importing it would load torch before a bad setting
+    # could be reported (tests/service/test_config.py keeps the two equal).
     inference_backend: Literal["onnx", "torch"] = Field(
         default="onnx",
         description="What scores reviews: ONNX Runtime (faster) or PyTorch (same answers, 1e-5).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from pydantic import ValidationError
@@ -95,3 +96,10 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.port = 1
+
+
+def test_the_backend_setting_offers_the_predictors_backends() -> None:
+    from model.predictor import BACKENDS
+
+    annotation = Settings.model_fields["inference_backend"].annotation
+    assert get_args(annotation) == BACKENDS
