@@ -58,6 +58,7 @@ TOKEN_RE = re.compile(
 _ANY_TOKEN_RE = re.compile(
     re.sub(r"\(\?P<\w+>", "(?:", TOKEN_RE.pattern).replace(r"[^\W\d_]", "[a-z]"), re.ASCII
 )
+_STAR_ENDINGS = ("star", "stars")
 _SCORE_RE = re.compile(rf"({_NUMBER})\s*(?:/|out\s+of)\s*(\d+)", re.IGNORECASE)
 _STARS_RE = re.compile(rf"({_NUMBER}|[a-z]+)", re.IGNORECASE)
 RATING_BANDS = 5  # ratings become <rating_1> (worst) … <rating_5> (best), whatever the scale
@@ -215,8 +216,14 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
     # Fast path for lower-cased ASCII (most reviews): find every token at C speed and send
     # only the few that are not plain words (ratings, faces, contractions, marks) through the
     # full rules. A piece matched in context is re-read alone by the same first alternative.
-    tokens = _ANY_TOKEN_RE.findall(cleaned.lower())
+    lowered = cleaned.lower()
+    tokens = _ANY_TOKEN_RE.findall(lowered)
     plain = list(map(str.isalnum, tokens))
+    if "star" in lowered:  # "10stars" is one alphanumeric match, but a rating: full rules
+        plain = [
+            alnum and not (t[:1].isdigit() and t.endswith(_STAR_ENDINGS))
+            for alnum, t in zip(plain, tokens, strict=True)
+        ]
     specials = []
     at = -1
     with contextlib.suppress(ValueError):
