@@ -8,7 +8,9 @@ a checkpoint whose vocabulary another tokenizer built is refused at load time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -230,15 +232,37 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
         while True:
             at = plain.index(False, at + 1)
             specials.append(at)
-    for at in reversed(specials):  # from the end, so splicing keeps the earlier positions
+    if not specials:
+        return tokens
+    # A new list, not splices in place: a splice moves every later token, which made a text of
+    # nothing but emoticons cost the square of its length.
+    out: list[str] = []
+    done = 0
+    for at in specials:
+        out += tokens[done:at]
+        done = at + 1
         raw = tokens[at]
         if raw in ("!", "?"):
-            continue
-        if "'" in raw and raw[0] != "'" and _WORD_RE.fullmatch(raw):
-            tokens[at : at + 1] = [t[0] for t in _split_contraction(raw, 0, lowercase)]
+            out.append(raw)
+        elif len(raw) <= _SHORT_SPECIAL:
+            out += _read_short_special(raw)
         else:
-            tokens[at : at + 1] = [t[0] for t in _iter_tokens(raw, lowercase)]
-    return tokens
+            out += _read_special(raw)
+    out += tokens[done:]
+    return out
+
+
+def _read_special(raw: str) -> list[str]:
+    """The tokens of one lower-cased ASCII piece the fast path found not to be a plain word."""
+    if "'" in raw and raw[0] != "'" and _WORD_RE.fullmatch(raw):
+        return [t[0] for t in _split_contraction(raw, 0, True)]
+    return [t[0] for t in _iter_tokens(raw, True)]
+
+
+# Short special pieces (faces, ratings, contractions) come from a small set and repeat, so their
+# readings are cached: a text of nothing but emoticons then costs what plain words cost.
+_SHORT_SPECIAL = 12
+_read_short_special = functools.lru_cache(maxsize=4096)(_read_special)
 
 
 def truncation_window(n_tokens: int, max_tokens: int, head_fraction: float) -> tuple[int, int]:
@@ -259,7 +283,9 @@ class Vocabulary:
     tokens: list[str]  # id -> token; ids 0 and 1 are <pad> and <unk>
     index: dict[str, int] = field(init=False, repr=False)
     _deletes: dict[str, int] | None = field(init=False, repr=False, default=None)
+    _longest_corrigible: int = field(init=False, repr=False, default=0)
     _corrections: dict[str, int] = field(init=False, repr=False, default_factory=dict)
+    _correction_bytes: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         if self.tokens[:2] != [PAD_TOKEN, UNK_TOKEN]:
@@ -300,41 +326,57 @@ class Vocabulary:
         Symmetric-delete lookup: two words are one insertion, deletion, substitution or
         adjacent swap apart when one is, or both share, a one-character deletion of the
         other. Only alphabetic words of 4+ letters are corrected: short ones are too
-        ambiguous. <unk> when none is found.
+        ambiguous. A word more than one letter longer than the longest corrigible vocabulary
+        word has no neighbour and is refused before any work: the lookup builds n deletions of
+        n letters, so its cost is bounded by the vocabulary, never by what a client sends.
+        <unk> when none is found.
         """
         cached = self._corrections.get(token)
         if cached is not None:
             return cached
-        best = UNK_ID
-        if len(token) >= _MIN_CORRECTED and token.isalpha():
-            deletes = self._deletes_index()
-            candidates = [self.index.get(d) for d in _deletions(token)]
-            candidates += [deletes.get(token)] + [deletes.get(d) for d in _deletions(token)]
-            found = [c for c in candidates if c is not None and len(self.tokens[c]) >= _MIN_CORRECTED]
-            best = min(found, default=UNK_ID)
-        if len(self._corrections) < _MAX_CACHED_CORRECTIONS:
-            self._corrections[token] = best
+        deletes, longest = self._deletes_index()
+        if not (_MIN_CORRECTED <= len(token) <= longest + 1 and token.isalpha()):
+            return UNK_ID
+        candidates = [self.index.get(d) for d in _deletions(token)]
+        candidates += [deletes.get(token)] + [deletes.get(d) for d in _deletions(token)]
+        found = [c for c in candidates if c is not None and len(self.tokens[c]) >= _MIN_CORRECTED]
+        best = min(found, default=UNK_ID)
+        self._remember(token, best)
         return best
+
+    def _remember(self, token: str, best: int) -> None:
+        """Cache a correction while the cache holds under _MAX_CORRECTION_BYTES (then stop:
+        a stream of random words must not grow a worker without bound)."""
+        cost = sys.getsizeof(token) + _CACHE_ENTRY_BYTES
+        if self._correction_bytes + cost <= _MAX_CORRECTION_BYTES:
+            self._corrections[token] = best
+            self._correction_bytes += cost
 
     def prepare_spelling(self) -> None:
         """Build the lookup the first unknown word would otherwise build (about 0.1 s): a
         server does it before it forks, so every worker shares it and none stalls a request."""
         self._deletes_index()
 
-    def _deletes_index(self) -> dict[str, int]:
-        """One-character deletions of every corrigible word -> the most frequent word's id."""
+    def _deletes_index(self) -> tuple[dict[str, int], int]:
+        """One-character deletions of every corrigible word -> the most frequent word's id, and
+        the length of the longest corrigible word."""
         if self._deletes is None:
             deletes: dict[str, int] = {}
+            longest = 0
             for i, tok in enumerate(self.tokens):
                 if len(tok) >= _MIN_CORRECTED and tok.isalpha():
+                    longest = max(longest, len(tok))
                     for d in _deletions(tok):
                         deletes.setdefault(d, i)  # ids ascend by frequency: first is best
-            self._deletes = deletes
-        return self._deletes
+            self._deletes, self._longest_corrigible = deletes, longest
+        return self._deletes, self._longest_corrigible
 
 
 _MIN_CORRECTED = 4
-_MAX_CACHED_CORRECTIONS = 200_000  # bounds memory under a stream of random words
+# The correction cache's budget: key strings plus a dict slot and an int each. Keys are at most
+# one letter longer than the longest vocabulary word, so ~16 MB is some 100,000 words.
+_MAX_CORRECTION_BYTES = 16 * 2**20
+_CACHE_ENTRY_BYTES = 100  # a dict entry (hash, key and value pointers, slack) and a small int
 
 
 def _deletions(word: str) -> set[str]:

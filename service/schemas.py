@@ -149,6 +149,24 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _normalised_within(max_chars: int) -> Callable[[str], str]:
+    """The same character limit after NFKC normalisation, which the pipeline applies to words:
+    one character can become up to 18 ("\ufdfa"), so a text within the limit as sent could
+    otherwise cost the pipeline many times its size."""
+
+    def check(value: str) -> str:
+        if not value.isascii() and len(unicodedata.normalize("NFKC", value)) > max_chars:
+            raise PydanticCustomError(
+                "string_too_long_normalised",
+                "String should have at most {max_chars} characters after Unicode (NFKC) "
+                "normalisation",
+                {"max_chars": max_chars},
+            )
+        return value
+
+    return check
+
+
 def _review_field(max_chars: int) -> Any:
     """The limits of one review: 1..max_chars characters."""
     return Field(min_length=1, max_length=max_chars, json_schema_extra=_add_review_pattern)
@@ -158,7 +176,12 @@ def _add_review_pattern(schema: dict[str, Any]) -> None:
     schema["pattern"] = review_pattern()  # built with the schema (lazily), not at import
 
 
-Review = Annotated[str, _review_field(DEFAULT_MAX_CHARS), AfterValidator(_not_blank)]
+Review = Annotated[
+    str,
+    _review_field(DEFAULT_MAX_CHARS),
+    AfterValidator(_not_blank),
+    AfterValidator(_normalised_within(DEFAULT_MAX_CHARS)),
+]
 
 
 def _exactly_one_in_schema(schema: dict[str, Any]) -> None:
@@ -222,7 +245,12 @@ def build_predict_request(
 ) -> type[PredictRequest]:
     """PredictRequest with the configured limits (`max_explain_texts` only in the schema: the
     runtime checks it, after whether explanations are available at all)."""
-    review = Annotated[str, _review_field(max_chars), AfterValidator(_not_blank)]
+    review = Annotated[
+        str,
+        _review_field(max_chars),
+        AfterValidator(_not_blank),
+        AfterValidator(_normalised_within(max_chars)),
+    ]
     limit = max_batch if max_explain_texts is None else max_explain_texts
     extra = _explain_limit_in_schema(limit) if limit < max_batch else _exactly_one_in_schema
 

@@ -1,5 +1,8 @@
+import random
+
 import pytest
 
+import model.text as text_module
 from model.text import (
     LEGACY_TOKENIZER,
     PAD_ID,
@@ -111,6 +114,33 @@ def test_spelling_neighbour_reads_a_typo_as_the_most_frequent_word_one_edit_away
     assert vocab.spelling_neighbour("qwxz") == UNK_ID
     assert vocab.ids(["the", "gerat", "zzzz"], spelling=True) == [2, 3, UNK_ID]
     assert vocab.ids(["gerat"]) == [UNK_ID]  # off unless asked
+
+
+def test_spelling_refuses_words_no_single_edit_can_reach_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vocab = Vocabulary(["<pad>", "<unk>", "great", "excellent"])  # longest corrigible: 9 letters
+    built: list[int] = []
+    real = text_module._deletions
+    monkeypatch.setattr(text_module, "_deletions", lambda w: built.append(len(w)) or real(w))
+    vocab.prepare_spelling()
+    built.clear()
+    assert vocab.spelling_neighbour("excellentt") == 3  # 10 letters: one deletion away
+    assert vocab.spelling_neighbour("x" * 11) == UNK_ID  # two letters longer: no neighbour
+    assert vocab.spelling_neighbour("\ufdf2" * 8000) == UNK_ID
+    assert vocab.spelling_neighbour("a" * 20_000) == UNK_ID
+    assert max(built) == 10  # the long words built no deletions at all
+    assert "a" * 20_000 not in vocab._corrections
+
+
+def test_the_correction_cache_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(text_module, "_MAX_CORRECTION_BYTES", 20_000)
+    vocab = Vocabulary(["<pad>", "<unk>", "great", "abcdefghijklmnopqrst"])
+    rng = random.Random(0)
+    for _ in range(2_000):
+        vocab.spelling_neighbour("".join(rng.choice("bcdfghjklm") for _ in range(21)))
+    assert 0 < vocab._correction_bytes <= 20_000
+    assert len(vocab._corrections) < 2_000
 
 
 def test_pipeline_spelling_follows_its_config() -> None:
