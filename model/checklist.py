@@ -13,11 +13,18 @@ Three kinds of test, each generated from templates x vocabularies:
   review less positive).
 
 The suite is data (`Test` records built by `build_suite`); `run_suite` scores every distinct
-text in one call of any scorer `Callable[[list[str]], list[float]]` returning P(positive),
-so the same suite runs against a checkpoint (`PredictorScorer`) or a running service
-(`HttpScorer`). Generation is deterministic: each test samples its cases with its own
-`random.Random` seeded from the suite seed and the test's name, so adding a test never
-changes the cases of another.
+text in one call of any scorer `Callable[[list[str]], list[...]]` returning each text's
+probability per label (or just P(positive), read as a binary model), so the same suite runs
+against a checkpoint (`PredictorScorer`) or a running service (`HttpScorer`).
+
+Any label set with `positive` and `negative` works. A label test (MFT) asks for the most probable
+label; invariance and direction read the polar probability P(positive) / (P(positive) +
+P(negative)), which is P(positive) itself for a binary model. A model with a `neutral` label
+also gets the neutral-statement test ("The package arrived on Tuesday." is neutral), and
+"neutral or positive" means its answer is not `negative`.
+
+Generation is deterministic: each test samples its cases with its own `random.Random` seeded
+from the suite seed and the test's name, so adding a test never changes the cases of another.
 """
 
 from __future__ import annotations
@@ -43,7 +50,10 @@ from model.predictor import Predictor
 logger = logging.getLogger("model.checklist")
 
 Kind = Literal["MFT", "INV", "DIR"]
-Scorer = Callable[[list[str]], list[float]]  # texts -> P(positive), in input order
+Probs = dict[str, float]  # probability per label
+# texts -> each text's probabilities (or P(positive) alone: a binary model), in input order
+Scorer = Callable[[list[str]], Sequence[Probs] | Sequence[float]]
+BINARY_LABELS = ("negative", "positive")
 Case = tuple[str, ...]  # MFT: (text,); INV and DIR: (original, perturbed)
 
 DEFAULT_SEED = 14
@@ -64,65 +74,85 @@ class ChecklistError(RuntimeError):
 
 
 class Expectation(Protocol):
-    def failed(self, probs: Sequence[float]) -> bool: ...
+    def failed(self, probs: Sequence[Probs]) -> bool: ...
 
-    def describe(self, case: Case, probs: Sequence[float]) -> str: ...
+    def describe(self, case: Case, probs: Sequence[Probs]) -> str: ...
 
 
-def _label(p_positive: float) -> str:
-    return "positive" if p_positive >= 0.5 else "negative"
+def _label(probs: Probs) -> str:
+    """The most probable label; a tie with `positive` goes to it (P(positive) >= 0.5 is
+    positive, as a binary model's threshold)."""
+    best = max(probs.values())
+    return "positive" if probs.get("positive") == best else max(probs, key=probs.__getitem__)
+
+
+def _polar(probs: Probs) -> float:
+    """P(positive) among the two polar labels: P(positive) itself for a binary model."""
+    total = probs["positive"] + probs["negative"]
+    return probs["positive"] / total if total > 0 else 0.5
+
+
+def _side(probs: Probs) -> str:
+    return "positive" if _polar(probs) >= 0.5 else "negative"
+
+
+def _shown(probs: Probs) -> str:
+    return ", ".join(f"{label} {p:.2f}" for label, p in probs.items())
 
 
 @dataclass(frozen=True)
 class ExpectLabel:
-    """MFT: the text gets `label` (argmax)."""
+    """MFT: the text gets `label` (the most probable)."""
 
     label: str
 
-    def failed(self, probs: Sequence[float]) -> bool:
+    def failed(self, probs: Sequence[Probs]) -> bool:
         return _label(probs[0]) != self.label
 
-    def describe(self, case: Case, probs: Sequence[float]) -> str:
-        return f"{case[0]!r} -> P(pos)={probs[0]:.2f}, expected {self.label}"
+    def describe(self, case: Case, probs: Sequence[Probs]) -> str:
+        return f"{case[0]!r} -> {_shown(probs[0])}, expected {self.label}"
 
 
 @dataclass(frozen=True)
 class ExpectNotNegative:
-    """MFT: the text is neutral or positive: P(positive) at least the neutral band's floor."""
+    """MFT: the text is neutral or positive: not `negative` for a model with a neutral label;
+    for a binary model, P(positive) at least the neutral band's floor."""
 
     floor: float = NEUTRAL_BAND[0]
 
-    def failed(self, probs: Sequence[float]) -> bool:
-        return probs[0] < self.floor
+    def failed(self, probs: Sequence[Probs]) -> bool:
+        if "neutral" in probs[0]:
+            return _label(probs[0]) == "negative"
+        return probs[0]["positive"] < self.floor
 
-    def describe(self, case: Case, probs: Sequence[float]) -> str:
-        return f"{case[0]!r} -> P(pos)={probs[0]:.2f}, expected >= {self.floor:.2f}"
+    def describe(self, case: Case, probs: Sequence[Probs]) -> str:
+        return f"{case[0]!r} -> {_shown(probs[0])}, expected neutral or positive"
 
 
 @dataclass(frozen=True)
 class ExpectSameLabel:
-    """INV: the perturbed text keeps the original's label."""
+    """INV: the perturbed text stays on the original's side (positive or negative)."""
 
-    def failed(self, probs: Sequence[float]) -> bool:
-        return _label(probs[0]) != _label(probs[1])
+    def failed(self, probs: Sequence[Probs]) -> bool:
+        return _side(probs[0]) != _side(probs[1])
 
-    def describe(self, case: Case, probs: Sequence[float]) -> str:
-        return f"{case[0]!r} {probs[0]:.2f} -> {case[1]!r} {probs[1]:.2f}"
+    def describe(self, case: Case, probs: Sequence[Probs]) -> str:
+        return f"{case[0]!r} {_polar(probs[0]):.2f} -> {case[1]!r} {_polar(probs[1]):.2f}"
 
 
 @dataclass(frozen=True)
 class ExpectMove:
-    """DIR: P(positive) does not move against `direction` (+1 up, -1 down) by more than
-    `tolerance`."""
+    """DIR: the polar probability does not move against `direction` (+1 up, -1 down) by more
+    than `tolerance`."""
 
     direction: Literal[1, -1]
     tolerance: float = DIR_TOLERANCE
 
-    def failed(self, probs: Sequence[float]) -> bool:
-        return (probs[1] - probs[0]) * self.direction < -self.tolerance
+    def failed(self, probs: Sequence[Probs]) -> bool:
+        return (_polar(probs[1]) - _polar(probs[0])) * self.direction < -self.tolerance
 
-    def describe(self, case: Case, probs: Sequence[float]) -> str:
-        return f"{case[0]!r} {probs[0]:.2f} -> {case[1]!r} {probs[1]:.2f}"
+    def describe(self, case: Case, probs: Sequence[Probs]) -> str:
+        return f"{case[0]!r} {_polar(probs[0]):.2f} -> {case[1]!r} {_polar(probs[1]):.2f}"
 
 
 @dataclass(frozen=True)
@@ -177,6 +207,55 @@ POSITIVE_SENTENCES = [
 NEGATIVE_SENTENCES = [
     "It ruined my evening.", "Money down the drain.", "It was a huge letdown.",
     "I regret paying for it.", "Everything about it was a chore.", "Never again.",
+]
+
+# Statements of fact, and lukewarm verdicts: neither positive nor negative.
+NEUTRAL_FRAMES = [
+    "The {thing} arrived on {day}.",
+    "I ordered the {thing} on {day}.",
+    "It's a {thing}.",
+    "The {thing} comes in {colour}.",
+    "I bought the {thing} for my {person}.",
+    "We tried the {thing} on {day}.",
+    "The {thing} was okay.",
+    "The {thing} is average.",
+    "The {thing} does what it says.",
+]
+NEUTRAL_PLAIN = ["It's okay.", "It's fine.", "It does the job.", "The package arrived on Tuesday.",
+                 "It's a phone.", "Nothing special, nothing bad.", "It is what it is."]
+DAYS = ["Monday", "Tuesday", "Friday", "the weekend"]
+COLOURS = ["black", "blue", "two sizes", "a cardboard box"]
+PEOPLE = ["sister", "son", "office", "dad"]
+# What app, shop and delivery customers write when something went wrong.
+COMPLAINTS = [
+    "The app keeps crashing after the last update.",
+    "My order never arrived.",
+    "Support never answered my emails.",
+    "They charged me twice and still haven't refunded me.",
+    "The item arrived broken and nobody replied.",
+    "Delivery was a week late.",
+    "The app logs me out every time I open it.",
+    "Still no reply from customer service after ten days.",
+    "The courier left my parcel in the rain.",
+    "I was on hold for an hour and then they hung up.",
+    "The update deleted all my saved data.",
+    "Wrong size sent, and returning it costs more than it did.",
+]
+COMPLAINT_FRAMES = [
+    "The {thing} stopped working after two days.",
+    "The {thing} broke the first time I used it.",
+    "I'm still waiting for a refund for the {thing}.",
+    "They never replaced the faulty {thing}.",
+]
+# Negative without a single negative word.
+POLITE_NEGATIVE_FRAMES = [
+    "I expected more from the {thing}.",
+    "The {thing} could have been better.",
+    "Sadly, the {thing} didn't live up to the hype.",
+    "I was hoping for more from the {thing}.",
+    "Unfortunately the {thing} fell short.",
+    "I'm afraid the {thing} wasn't for me.",
+    "The {thing} was not what I hoped for.",
 ]
 
 POSITIVE_RATINGS = ["10/10", "9/10", "5/5", "4.5/5", "five stars", "5 stars", "ten out of ten"]
@@ -352,6 +431,24 @@ def contrast_tests(k: int, seed: int) -> list[Test]:
     return tests
 
 
+def everyday_tests(k: int, seed: int, labels: Sequence[str]) -> list[Test]:
+    """Complaints and polite negatives (any model); neutral statements (a model with a neutral
+    label: a binary one has no right answer for them)."""
+    things = fill(["{thing}"], thing=ALL_THINGS)
+    complaints = COMPLAINTS + fill(COMPLAINT_FRAMES, thing=things)
+    tests = [
+        _mft("app, delivery and service complaints", complaints, ExpectLabel("negative"), k, seed),
+        _mft("polite negatives", ["I expected more.", "Not what I hoped for.",
+                                  *fill(POLITE_NEGATIVE_FRAMES, thing=things)],
+             ExpectLabel("negative"), k, seed),
+    ]
+    if "neutral" in labels:
+        neutral = NEUTRAL_PLAIN + fill(NEUTRAL_FRAMES, thing=things, day=DAYS, colour=COLOURS,
+                                       person=PEOPLE)
+        tests.append(_mft("neutral statements", neutral, ExpectLabel("neutral"), k, seed))
+    return tests
+
+
 def _base_texts() -> list[tuple[str, str]]:
     return statements("positive") + statements("negative")
 
@@ -390,13 +487,17 @@ def directional_tests(k: int, seed: int) -> list[Test]:
     return tests
 
 
-def build_suite(seed: int = DEFAULT_SEED, max_cases: int = DEFAULT_MAX_CASES) -> list[Test]:
-    """The whole suite: at most `max_cases` cases per test, the same for the same arguments."""
+def build_suite(
+    seed: int = DEFAULT_SEED, max_cases: int = DEFAULT_MAX_CASES, labels: Sequence[str] = BINARY_LABELS
+) -> list[Test]:
+    """The whole suite for a model with `labels`: at most `max_cases` cases per test, the same
+    for the same arguments."""
     return [
         *simple_tests(max_cases, seed),
         *negation_tests(max_cases, seed),
         *rating_tests(max_cases, seed),
         *contrast_tests(max_cases, seed),
+        *everyday_tests(max_cases, seed, labels),
         *invariance_tests(max_cases, seed),
         *directional_tests(max_cases, seed),
     ]
@@ -454,16 +555,25 @@ def unique_texts(tests: Iterable[Test]) -> list[str]:
     return list(dict.fromkeys(text for test in tests for case in test.cases for text in case))
 
 
-def score_all(tests: Sequence[Test], scorer: Scorer) -> dict[str, float]:
-    """P(positive) of every distinct text of the suite, from one call of `scorer`."""
+def score_all(tests: Sequence[Test], scorer: Scorer) -> dict[str, Probs]:
+    """The probabilities of every distinct text of the suite, from one call of `scorer`."""
     texts = unique_texts(tests)
     probs = scorer(texts)
     if len(probs) != len(texts):
         raise ChecklistError(f"the scorer returned {len(probs)} scores for {len(texts)} texts")
-    return dict(zip(texts, (float(p) for p in probs), strict=True))
+    return dict(zip(texts, map(_as_probs, probs), strict=True))
 
 
-def evaluate_test(test: Test, scores: dict[str, float]) -> TestResult:
+def _as_probs(score: Probs | float) -> Probs:
+    if isinstance(score, dict):
+        missing = set(BINARY_LABELS) - set(score)
+        if missing:
+            raise ChecklistError(f"the model has no {sorted(missing)} label: {sorted(score)}")
+        return {label: float(p) for label, p in score.items()}
+    return {"negative": 1.0 - float(score), "positive": float(score)}
+
+
+def evaluate_test(test: Test, scores: dict[str, Probs]) -> TestResult:
     result = TestResult(test.name, test.kind, len(test.cases), 0)
     for case in test.cases:
         probs = [scores[text] for text in case]
@@ -486,15 +596,16 @@ def run_suite(tests: Sequence[Test], scorer: Scorer, model: str | None = None) -
 
 
 class PredictorScorer:
-    """P(positive) from a checkpoint on disk (the shipped model when `directory` is None)."""
+    """Probabilities from a checkpoint on disk (the shipped model when `directory` is None)."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self.predictor = Predictor.load(directory)
         self.model = self.predictor.checkpoint.model_id
-        self.positive = self.predictor.labels.index("positive")
+        self.labels = list(self.predictor.labels)
 
-    def __call__(self, texts: list[str]) -> list[float]:
-        return [float(p) for p in self.predictor.predict_texts(texts)[:, self.positive]]
+    def __call__(self, texts: list[str]) -> list[Probs]:
+        rows = self.predictor.predict_texts(texts).tolist()
+        return [dict(zip(self.labels, row, strict=True)) for row in rows]
 
 
 class HttpScorer:
@@ -521,13 +632,26 @@ class HttpScorer:
     ) -> None:
         self.client.close()
 
-    def __call__(self, texts: list[str]) -> list[float]:
-        scores: list[float] = []
+    def __call__(self, texts: list[str]) -> list[Probs]:
+        scores: list[Probs] = []
         for start in range(0, len(texts), HTTP_CHUNK):
             scores.extend(self._predict(texts[start : start + HTTP_CHUNK]))
         return scores
 
-    def _predict(self, texts: list[str]) -> list[float]:
+    def labels(self) -> list[str]:
+        """The served model's labels (GET /model)."""
+        try:
+            response = self.client.get("/model")
+        except httpx.HTTPError as exc:
+            raise ChecklistError(f"GET {self.client.base_url}/model: {exc}") from exc
+        if response.status_code != 200:
+            raise ChecklistError(f"GET /model: {response.status_code} {_error_message(response)}")
+        try:
+            return [str(label) for label in response.json()["labels"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ChecklistError(f"GET /model: unexpected answer: {response.text[:200]}") from exc
+
+    def _predict(self, texts: list[str]) -> list[Probs]:
         try:
             response = self.client.post("/predict", json={"texts": texts})
         except httpx.HTTPError as exc:
@@ -537,7 +661,8 @@ class HttpScorer:
         try:
             body = response.json()
             self.model = str(body.get("model", self.model))
-            scores = [float(p["probabilities"]["positive"]) for p in body["predictions"]]
+            scores = [{str(k): float(v) for k, v in p["probabilities"].items()}
+                      for p in body["predictions"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise ChecklistError(f"POST /predict: unexpected answer: {response.text[:200]}") from exc
         if len(scores) != len(texts):
@@ -604,11 +729,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> Report:
-    tests = build_suite(args.seed, args.max_cases)
     if args.url:
         with HttpScorer(args.url, args.api_key, args.timeout) as http:
-            return run_suite(tests, http)
-    return run_suite(tests, PredictorScorer(args.checkpoint))
+            return run_suite(build_suite(args.seed, args.max_cases, http.labels()), http)
+    scorer = PredictorScorer(args.checkpoint)
+    return run_suite(build_suite(args.seed, args.max_cases, scorer.labels), scorer)
 
 
 def main(argv: list[str] | None = None) -> int:

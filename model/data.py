@@ -1,8 +1,13 @@
 """Readers for labelled reviews: the aclImdb layout (directory or .tar.gz), CSV, TSV and JSONL.
 
 Text and label columns are detected from common names unless given; labels are mapped onto
-one label set (`0`/`neg`/`negative` -> `negative`, `1`/`pos`/`positive` -> `positive`), and a
-label that maps nowhere is an error naming the file and line.
+one label set (`0`/`neg`/`negative` -> `negative`, `neutral`/`neu` -> `neutral`,
+`1`/`pos`/`positive` -> `positive`), and a label that maps nowhere is an error naming the file
+and line. Where a row carries a rating instead of (or beside) a label, the rating decides by a
+fixed rule: `stars` 1-2 negative, 3 neutral, 4-5 positive; SST-5's `fine` 0-1 negative, 2
+neutral, 3-4 positive. A label that contradicts its row's rating is a bad row. A `domain`
+column (a product category, say) is kept for per-domain reports; an IMDB review's movie is
+kept as its `group`, so validation can hold whole movies out.
 
 Rows that can't be used are counted with their line numbers in a `ReadReport`; with
 `strict=True` the first one raises `DataError` naming the file and line instead.
@@ -30,8 +35,15 @@ TEXT_COLUMNS = ("text", "sentence", "content", "review", "body", "comment")
 LABEL_COLUMNS = ("label", "sentiment", "polarity", "class", "target")
 LABEL_ALIASES = {
     "0": "negative", "neg": "negative", "negative": "negative",
+    "neu": "neutral", "neutral": "neutral",
     "1": "positive", "pos": "positive", "positive": "positive",
 }
+# Rating columns and how each value maps onto a label (see the module docstring).
+RATING_LABELS = {
+    "stars": {"1": "negative", "2": "negative", "3": "neutral", "4": "positive", "5": "positive"},
+    "fine": {"0": "negative", "1": "negative", "2": "neutral", "3": "positive", "4": "positive"},
+}
+DOMAIN_COLUMN = "domain"
 
 
 class DataError(ValueError):
@@ -46,6 +58,8 @@ class UnknownLabel(DataError):
 class Example:
     text: str
     label: str
+    domain: str = ""  # e.g. the product category, for per-domain reports
+    group: str = ""  # examples of one group (an IMDB movie) stay on one side of a split
 
 
 @dataclass
@@ -109,14 +123,16 @@ def load_examples(
     text_column: str | None = None,
     label_column: str | None = None,
     strict: bool = False,
+    urls: str | Path | None = None,
 ) -> tuple[list[Example], ReadReport]:
-    """Read labelled examples from any supported source; log a summary of bad rows."""
+    """Read labelled examples from any supported source; log a summary of bad rows. `urls`:
+    the aclImdb movie-URL folder, so each review's movie becomes its group."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "aclimdb":
-        examples, report = read_aclimdb(path, split)
+        examples, report = read_aclimdb(path, split, Path(urls) if urls else None)
     elif fmt in ("csv", "tsv"):
         examples, report = read_csv(path, text_column, label_column, strict, fmt == "tsv")
     elif fmt == "jsonl":
@@ -130,13 +146,14 @@ def load_examples(
     return examples, report
 
 
-def _iter_aclimdb(path: Path, split: str, folders: tuple[str, ...]) -> Iterator[tuple[str, str]]:
-    """(folder, text) for every review of `split` in the chosen folders, in a stable order."""
+def _iter_aclimdb(path: Path, split: str, folders: tuple[str, ...]) -> Iterator[tuple[str, str, int]]:
+    """(folder, text, review id) for every review of `split` in the chosen folders, in a stable
+    order."""
     if path.is_dir():
         root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
         for folder in folders:
             for file in sorted((root / split / folder).glob("*.txt")):
-                yield folder, file.read_text(encoding="utf-8", errors="replace")
+                yield folder, file.read_text(encoding="utf-8", errors="replace"), _review_id(file.name)
         return
     try:
         with tarfile.open(path) as archive:
@@ -151,41 +168,93 @@ def _iter_aclimdb(path: Path, split: str, folders: tuple[str, ...]) -> Iterator[
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable tar archive ({exc})") from exc
     for name, text in sorted(found):
-        yield name.split("/")[-2], text
+        parts = name.split("/")
+        yield parts[-2], text, _review_id(parts[-1])
 
 
-def read_aclimdb(path: Path, split: str = "train") -> tuple[list[Example], ReadReport]:
-    """aclImdb/{split}/{pos,neg}/<id>_<rating>.txt from a directory or a tar(.gz) archive."""
+def _review_id(file_name: str) -> int:
+    """`123_8.txt` -> 123 (-1 when the name has no id)."""
+    head = file_name.split("_", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
+def read_aclimdb(
+    path: Path, split: str = "train", urls: Path | None = None
+) -> tuple[list[Example], ReadReport]:
+    """aclImdb/{split}/{pos,neg}/<id>_<rating>.txt from a directory or a tar(.gz) archive.
+    With `urls` (a folder of urls_pos.txt / urls_neg.txt, line i = review i's movie page), each
+    review's movie becomes its group."""
     report = ReadReport(str(path))
+    movies = {folder: _movie_urls(urls, folder) for folder in ("neg", "pos")} if urls else {}
     examples = []
-    for folder, text in _iter_aclimdb(path, split, ("neg", "pos")):
+    for folder, text, review_id in _iter_aclimdb(path, split, ("neg", "pos")):
         report.read += 1
-        examples.append(Example(text, _IMDB_FOLDERS[folder]))
+        group = ""
+        if movies:
+            if review_id >= len(movies[folder]):
+                raise DataError(f"{urls}: no movie for {folder}/{review_id}")
+            group = movies[folder][review_id]
+        examples.append(Example(text, _IMDB_FOLDERS[folder], group=group))
     return examples, report
+
+
+def _movie_urls(urls: Path, folder: str) -> list[str]:
+    file = urls / f"urls_{folder}.txt"
+    if not file.is_file():
+        raise DataError(f"{file}: no such file (expected urls_pos.txt and urls_neg.txt)")
+    # ".../title/tt0453418/usercomments" -> "tt0453418": one movie, whatever page was linked
+    return [line.strip().split("/title/")[-1].split("/")[0] for line in file.read_text().splitlines()]
 
 
 def read_aclimdb_unlabelled(path: Path) -> list[str]:
     """The train/unsup reviews (for pre-training word vectors)."""
-    return [text for _, text in _iter_aclimdb(path, "train", ("unsup",))]
+    return [text for _, text, _ in _iter_aclimdb(path, "train", ("unsup",))]
 
 
 def _row_example(
-    row: dict[str, object], text_column: str, label_column: str
+    row: dict[str, object], text_column: str, label_column: str | None
 ) -> Example | str:
     """An Example, or the reason the row can't be one; raises DataError for an unknown label."""
-    text, label = row.get(text_column), row.get(label_column)
+    text = row.get(text_column)
     if not isinstance(text, str) or not text.strip():
         return f"missing or empty {text_column!r}"
+    rated = _rating_label(row)
+    label = row.get(label_column) if label_column else None
     if label is None or isinstance(label, bool) or str(label).strip() == "":
-        return f"missing {label_column!r}"
-    if not isinstance(label, str | int):
+        if rated is None:
+            return f"missing {label_column or 'label'!r}"
+        canonical = rated
+    elif not isinstance(label, str | int):
         return f"{label_column!r} must be a string or an integer"
-    canonical = normalise_label(str(label))
-    if canonical is None:
-        raise UnknownLabel(
-            f"label {str(label)!r} maps to no class: use one of {sorted(set(LABEL_ALIASES))}"
-        )
-    return Example(text, canonical)
+    else:
+        mapped = normalise_label(str(label))
+        if mapped is None:
+            raise UnknownLabel(
+                f"label {str(label)!r} maps to no class: use one of {sorted(set(LABEL_ALIASES))}"
+            )
+        canonical = mapped
+        if rated is not None and rated != canonical:
+            return f"label {canonical!r} contradicts the rating ({rated!r})"
+    domain = row.get(DOMAIN_COLUMN)
+    return Example(text, canonical, domain=domain.strip() if isinstance(domain, str) else "")
+
+
+def _rating_label(row: dict[str, object]) -> str | None:
+    """The label a row's rating maps to (RATING_LABELS), None when it has none."""
+    for column, mapping in RATING_LABELS.items():
+        value = row.get(column)
+        if value is not None and str(value).strip() != "":
+            return mapping.get(str(value).strip().split(".")[0])
+    return None
+
+
+def _label_column(found: list[str], given: str | None) -> str | None:
+    """The label column; None when there is none but a rating column decides the label."""
+    if given is None and any(c in found for c in RATING_LABELS) and not any(
+        name.strip().lower() in LABEL_COLUMNS for name in found
+    ):
+        return None
+    return pick_column(found, given, LABEL_COLUMNS, "label")
 
 
 def read_csv(
@@ -204,7 +273,7 @@ def read_csv(
         try:
             found = list(reader.fieldnames or [])
             text_col = pick_column(found, text_column, TEXT_COLUMNS, "text")
-            label_col = pick_column(found, label_column, LABEL_COLUMNS, "label")
+            label_col = _label_column(found, label_column)
             for row in reader:
                 report.read += 1
                 result = _row_example(row, text_col, label_col)
@@ -241,7 +310,7 @@ def read_jsonl(
                 continue
             try:
                 text_col = pick_column(list(row), text_column, TEXT_COLUMNS, "text")
-                label_col = pick_column(list(row), label_column, LABEL_COLUMNS, "label")
+                label_col = _label_column(list(row), label_column)
                 result = _row_example(row, text_col, label_col)
             except UnknownLabel as exc:
                 raise DataError(f"{path}: line {line_no}: {exc}") from exc

@@ -1,8 +1,11 @@
 """Evaluate a checkpoint: python -m model.evaluate [--checkpoint DIR] --data PATH [--data PATH ...].
 
-Prints one row per labelled set (n, accuracy, macro-F1, ECE over 15 bins, NLL), optionally
-split by length band. With --json: for one --data the JSON object of that set (keys accuracy,
-f1, ece, n, nll, confusion_matrix, labels, checkpoint); for several, a JSON list of rows.
+Prints one row per labelled set (n, accuracy, macro-F1, macro recall, ECE over 15 bins, NLL),
+optionally split by length band and by domain. A set labelled in fewer classes than the model
+has (IMDB's two, for a negative/neutral/positive model) is scored on its own classes: binary
+accuracy reads P(positive) against P(negative). With --json: for one --data the JSON object of
+that set (keys accuracy, f1, recall, ece, n, nll, confusion_matrix, classes, labels, checkpoint,
+by_length, by_domain); for several, a JSON list of rows.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 
 from model.checkpoint import CheckpointError
 from model.data import FORMATS, DataError, Example, load_examples
-from model.metrics import classification_report, rows_by_length
+from model.metrics import classification_report, restrict_to_present, rows_by_key, rows_by_length
 from model.predictor import BACKENDS, Predictor
 from model.text import tokenize
 from model.train import source_name
@@ -67,27 +70,33 @@ def score_examples(predictor: Predictor, examples: list[Example], progress: bool
     tokens = [tokenize(e.text, pipeline.config.lowercase) for e in examples]
     logits = predictor.logits_encoded([pipeline.encode_tokens(t) for t in tokens], progress=progress)
     labels = torch.tensor([predictor.labels.index(e.label) for e in examples])
+    logits, labels, classes = restrict_to_present(logits, labels)
     lengths = torch.tensor([len(t) for t in tokens])
+    domains = [e.domain for e in examples]
     return {
         **classification_report(logits, labels, predictor.temperature),
+        "classes": [predictor.labels[c] for c in classes],
         "by_length": rows_by_length(logits, labels, lengths, predictor.temperature),
+        "by_domain": rows_by_key(logits, labels, domains, predictor.temperature),
     }
 
 
 def print_table(rows: list[dict[str, Any]], by_length: bool) -> None:
     print(f"checkpoint {rows[0]['checkpoint']}")
     width = max(len("set"), *(len(r["set"]) for r in rows)) + (10 if by_length else 0)
-    print(f"{'set':<{width}} {'n':>7} {'accuracy':>9} {'macro-F1':>9} {'ECE':>7} {'NLL':>7}")
+    print(f"{'set':<{width}} {'n':>7} {'accuracy':>9} {'macro-F1':>9} {'recall':>7} {'ECE':>7} {'NLL':>7}")
     for row in rows:
         print(_line(row["set"], row, width))
         if by_length:
             for band, sub in row["by_length"].items():
                 print(_line(f"  {band} tokens", sub, width))
+        for domain, sub in row.get("by_domain", {}).items():
+            print(_line(f"  {domain}", sub, width))
 
 
 def _line(name: str, row: dict[str, Any], width: int) -> str:
     return (f"{name:<{width}} {row['n']:>7} {row['accuracy']:>9.4f} {row['f1']:>9.4f} "
-            f"{row['ece']:>7.4f} {row['nll']:>7.4f}")
+            f"{row['recall']:>7.4f} {row['ece']:>7.4f} {row['nll']:>7.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:

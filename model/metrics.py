@@ -39,10 +39,16 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     return float(ece)
 
 
+def macro_recall(confusion: list[list[int]]) -> float:
+    """Recall averaged over the classes that occur (SemEval's "average recall")."""
+    recalls = [row[k] / sum(row) for k, row in enumerate(confusion) if sum(row)]
+    return sum(recalls) / len(recalls) if recalls else 0.0
+
+
 def classification_report(
     logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
 ) -> dict[str, Any]:
-    """accuracy, f1 (macro), ece (15 bins), confusion matrix, n, nll."""
+    """accuracy, f1 (macro), recall (macro), ece (15 bins), confusion matrix, n, nll."""
     num_classes = logits.size(1)
     probs = torch.softmax(logits / temperature, dim=1)
     preds = probs.argmax(dim=1)
@@ -50,6 +56,7 @@ def classification_report(
     return {
         "accuracy": float((preds == labels).float().mean()),
         "f1": macro_f1(confusion),
+        "recall": macro_recall(confusion),
         "ece": expected_calibration_error(probs, labels),
         "nll": float(torch.nn.functional.cross_entropy(logits / temperature, labels)),
         "confusion_matrix": confusion,
@@ -95,9 +102,9 @@ LENGTH_BANDS = (("<=20", 0, 20), ("21-100", 21, 100), (">100", 101, 1 << 62))
 
 
 def summary_row(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict[str, Any]:
-    """n, accuracy, f1, ece, nll: one table row (no confusion matrix)."""
+    """n, accuracy, f1, recall, ece, nll: one table row (no confusion matrix)."""
     report = classification_report(logits, labels, temperature)
-    return {k: report[k] for k in ("n", "accuracy", "f1", "ece", "nll")}
+    return {k: report[k] for k in ("n", "accuracy", "f1", "recall", "ece", "nll")}
 
 
 def rows_by_length(
@@ -110,3 +117,31 @@ def rows_by_length(
         if mask.any():
             rows[name] = summary_row(logits[mask], labels[mask], temperature)
     return rows
+
+
+def rows_by_key(
+    logits: torch.Tensor, labels: torch.Tensor, keys: list[str], temperature: float
+) -> dict[str, dict[str, Any]]:
+    """`summary_row` per distinct non-empty key (a domain, say), in sorted order."""
+    rows = {}
+    for key in sorted(set(keys) - {""}):
+        mask = torch.tensor([k == key for k in keys])
+        rows[key] = summary_row(logits[mask], labels[mask], temperature)
+    return rows
+
+
+def restrict_to_present(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Logits and labels over only the classes `labels` uses, and those classes' indices.
+
+    A set labelled in fewer classes than the model has (IMDB's positive/negative scored by a
+    negative/neutral/positive model) is read as the model's choice among the set's classes:
+    positive vs negative probability, renormalised. Its accuracy is then binary accuracy.
+    """
+    classes = sorted(set(labels.tolist()))
+    if len(classes) == logits.size(1):
+        return logits, labels, classes
+    remap = torch.full((logits.size(1),), -1, dtype=torch.long)
+    remap[classes] = torch.arange(len(classes))
+    return logits[:, classes], remap[labels], classes

@@ -40,6 +40,8 @@ from model.metrics import (
     classification_report,
     cross_fitted_ece,
     fit_temperature,
+    restrict_to_present,
+    rows_by_key,
     rows_by_length,
     summary_row,
 )
@@ -75,6 +77,12 @@ class TrainConfig:
     label_column: str | None = _opt(None, "CSV/TSV/JSONL label field (default: detected)")
     strict: bool = _opt(False, "fail on the first bad row")
     val_fraction: float = _opt(0.1, "held-out validation share of each --data source")
+    whole: list[str] = _opt([], "sources (by name) trained on whole, never split: for sets whose "
+                            "own split would share text with training (SST-2's phrases of the "
+                            "same sentences, SST-5's sentences inside them); validate them with "
+                            "--val-data")
+    imdb_urls: str = _opt("", "folder of the aclImdb urls_pos.txt / urls_neg.txt: IMDB validation "
+                          "is then split by movie (random reviews share movies: it flatters)")
     limit: int = _opt(0, "use only N examples per source (0 = all)")
     epoch_size: int = _opt(0, "examples per epoch (0 = all training examples of all sources)")
     crops: float = _opt(0.0, "sentence-window crops of long training reviews, as a share of the "
@@ -192,10 +200,29 @@ class Corpus:
 def split_examples(
     examples: list[Example], val_fraction: float, seed: int
 ) -> tuple[list[Example], list[Example]]:
+    """(train, validation) at random; examples that share a group (the reviews of one movie)
+    all land on one side, so validation never meets a movie training has seen."""
+    if any(e.group for e in examples):
+        return _split_groups(examples, val_fraction, seed)
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n_val = max(1, round(len(examples) * val_fraction)) if val_fraction > 0 else 0
     return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]
+
+
+def _split_groups(
+    examples: list[Example], val_fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    groups = sorted({e.group for e in examples})
+    random.Random(seed).shuffle(groups)
+    sizes = Counter(e.group for e in examples)
+    want, held, total = round(len(examples) * val_fraction), set(), 0
+    for group in groups:
+        if total >= want:
+            break
+        held.add(group)
+        total += sizes[group]
+    return [e for e in examples if e.group not in held], [e for e in examples if e.group in held]
 
 
 def source_name(path: str) -> str:
@@ -215,13 +242,17 @@ def load_corpus(cfg: TrainConfig) -> Corpus:
     unlabelled: list[str] = []
     for path, weight in zip(cfg.data, cfg.weights, strict=True):
         examples = _read(cfg, path)
-        train_part, val_part = split_examples(examples, cfg.val_fraction, cfg.seed)
         name = source_name(path)
+        fraction = 0.0 if name in cfg.whole else cfg.val_fraction
+        train_part, val_part = split_examples(examples, fraction, cfg.seed)
         sources.append(Source(name, train_part, val_part, weight))
         if val_part:
             val_sets[name] = val_part
         if cfg.pretrain == "word2vec" and _is_aclimdb(path) and not cfg.dry_run:
             unlabelled += read_aclimdb_unlabelled(Path(path))
+    unknown = sorted(set(cfg.whole) - {s.name for s in sources})
+    if unknown:
+        raise DataError(f"--whole {unknown}: no such source; have {[s.name for s in sources]}")
     for path in cfg.val_data:
         val_sets[source_name(path)] = _read(cfg, path, split="test")
     labels = sorted({e.label for s in sources for e in s.train + s.val})
@@ -235,13 +266,13 @@ def load_corpus(cfg: TrainConfig) -> Corpus:
 
 
 def _read(cfg: TrainConfig, path: str, split: str | None = None) -> list[Example]:
+    urls = cfg.imdb_urls if _is_aclimdb(path) else None
     examples, report = load_examples(path, cfg.format, split or cfg.split, cfg.text_column,
-                                     cfg.label_column, cfg.strict)
+                                     cfg.label_column, cfg.strict, urls or None)
     logger.info(report.summary())
-    if cfg.dry_run:
-        return split_examples(examples, 0.0, cfg.seed)[0][: cfg.batch_size * 2]
-    if cfg.limit:
-        return split_examples(examples, 0.0, cfg.seed)[0][: cfg.limit]
+    if cfg.dry_run or cfg.limit:
+        keep = cfg.batch_size * 2 if cfg.dry_run else cfg.limit
+        return random.Random(cfg.seed).sample(examples, min(keep, len(examples)))
     return examples
 
 
@@ -298,6 +329,7 @@ class Encoded:
     ids: list[list[int]]
     labels: torch.Tensor
     lengths: torch.Tensor  # tokens before truncation, for per-length reports
+    domains: list[str] = field(default_factory=list)  # per example, for per-domain reports
 
 
 def encode_examples(
@@ -311,6 +343,7 @@ def encode_examples(
         [pipeline.encode_tokens(t) for t in tokens],
         torch.tensor([labels.index(e.label) for e in examples]),
         torch.tensor([len(t) for t in tokens]),
+        [e.domain for e in examples],
     )
 
 
@@ -396,8 +429,9 @@ def pretrain_word2vec(
 def load_for_finetuning(cfg: TrainConfig, corpus: Corpus) -> Built:
     """The checkpoint's model and vocabulary, plus the new data's frequent unknown words."""
     ckpt = load_checkpoint(None if cfg.init_from == "shipped" else cfg.init_from)
-    if ckpt.labels != corpus.labels:
-        raise DataError(f"labels {corpus.labels} differ from the checkpoint's {ckpt.labels}")
+    if not set(corpus.labels) <= set(ckpt.labels):
+        raise DataError(f"labels {corpus.labels} are not among the checkpoint's {ckpt.labels}")
+    corpus.labels = list(ckpt.labels)  # binary data fine-tunes a three-class model's polar classes
     pipeline, old = ckpt.pipeline, ckpt.model
     train_tokens = [tokenize(e.text, pipeline.config.lowercase) for e in corpus.train_examples]
     counts = Counter(tok for tokens in train_tokens for tok in tokens if tok not in pipeline.vocab.index)
@@ -543,13 +577,15 @@ def validation_mix(val: dict[str, Encoded], cap: int, seed: int) -> Encoded:
     """Up to `cap` examples of every validation set, so no set dominates calibration."""
     rng = random.Random(seed)
     ids: list[list[int]] = []
+    domains: list[str] = []
     labels, lengths = [], []
     for enc in val.values():
         keep = sorted(rng.sample(range(len(enc.ids)), min(cap, len(enc.ids))))
         ids += [enc.ids[i] for i in keep]
+        domains += [enc.domains[i] for i in keep] if enc.domains else [""] * len(keep)
         labels.append(enc.labels[keep])
         lengths.append(enc.lengths[keep])
-    return Encoded(ids, torch.cat(labels), torch.cat(lengths))
+    return Encoded(ids, torch.cat(labels), torch.cat(lengths), domains)
 
 
 def calibration_mix(cfg: TrainConfig, val: dict[str, Encoded], mix: Encoded) -> Encoded:
@@ -562,8 +598,11 @@ def calibration_mix(cfg: TrainConfig, val: dict[str, Encoded], mix: Encoded) -> 
     return validation_mix({n: val[n] for n in cfg.calibration_sets}, cap=2_500, seed=cfg.seed)
 
 
-def calibrate(model: SentimentRNN, mix: Encoded, val: dict[str, Encoded], seed: int) -> tuple[float, dict]:
-    """Temperature fitted on the mix; metrics per validation set and length band after it."""
+def calibrate(model: SentimentRNN, mix: Encoded, val: dict[str, Encoded], seed: int,
+              model_labels: list[str] | None = None) -> tuple[float, dict]:
+    """Temperature fitted on the mix; metrics per validation set, length band and domain after
+    it. A set labelled in fewer classes than the model has is scored on those classes only
+    (`restrict_to_present`): a binary set's accuracy is binary accuracy."""
     logits = score(model, mix.ids)
     before = classification_report(logits, mix.labels)
     temperature = fit_temperature(logits, mix.labels) if len(mix.labels) > 1 else 1.0
@@ -574,13 +613,18 @@ def calibrate(model: SentimentRNN, mix: Encoded, val: dict[str, Encoded], seed: 
         "by_length": rows_by_length(logits, mix.labels, mix.lengths, temperature),
         "by_source": {},
     }
+    labels = model_labels or []
     for name, enc in val.items():
-        set_logits = score(model, enc.ids)
-        metrics["by_source"][name] = {
-            **summary_row(set_logits, enc.labels, temperature),
-            "ece_cross_fitted": cross_fitted_ece(set_logits, enc.labels, seed),
-            "by_length": rows_by_length(set_logits, enc.labels, enc.lengths, temperature),
+        set_logits, set_labels, classes = restrict_to_present(score(model, enc.ids), enc.labels)
+        row = {
+            **summary_row(set_logits, set_labels, temperature),
+            "classes": [labels[c] for c in classes] if labels else classes,
+            "ece_cross_fitted": cross_fitted_ece(set_logits, set_labels, seed),
+            "by_length": rows_by_length(set_logits, set_labels, enc.lengths, temperature),
         }
+        if any(enc.domains):
+            row["by_domain"] = rows_by_key(set_logits, set_labels, enc.domains, temperature)
+        metrics["by_source"][name] = row
     return temperature, metrics
 
 
@@ -592,8 +636,10 @@ def log_metrics(metrics: dict[str, Any], temperature: float) -> None:
     for name, row in metrics["by_source"].items():
         bands = "; ".join(f"{band} n={r['n']} acc {r['accuracy']:.3f} ece {r['ece']:.3f}"
                           for band, r in row["by_length"].items())
-        logger.info("  %-22s n=%-6d acc %.4f f1 %.4f ece %.4f | %s", name, row["n"], row["accuracy"],
-                    row["f1"], row["ece"], bands)
+        logger.info("  %-22s n=%-6d acc %.4f f1 %.4f recall %.4f ece %.4f | %s", name, row["n"],
+                    row["accuracy"], row["f1"], row["recall"], row["ece"], bands)
+        for domain, r in row.get("by_domain", {}).items():
+            logger.info("    domain %-15s n=%-6d acc %.4f ece %.4f", domain, r["n"], r["accuracy"], r["ece"])
 
 
 # ---------------------------------------------------------------- the whole run
@@ -618,7 +664,8 @@ def train(cfg: TrainConfig) -> Checkpoint:
                 for name, ex in corpus.report_sets.items()})
     history = fit(cfg, model, train_data, [len(s.train) for s in corpus.sources],
                   [s.weight for s in corpus.sources], mix, started)
-    temperature, metrics = calibrate(model, calibration_mix(cfg, val, mix), val, cfg.seed)
+    temperature, metrics = calibrate(model, calibration_mix(cfg, val, mix), val, cfg.seed,
+                                     corpus.labels)
     log_metrics(metrics, temperature)
     metrics.update(
         best_epoch=history.best_epoch,

@@ -176,13 +176,17 @@
 
   // -- results ----------------------------------------------------------------------------------
 
-  // With two labels, colours mean "toward the second" (blue) or "toward the first" (orange)
-  // whatever the answer, so a word keeps its colour across reviews. With more, "toward the
-  // answer" or "against it".
+  // Colours mean "toward positive" (blue) or "toward negative" (orange) whatever the answer, so
+  // a word keeps its colour across reviews; with two other labels, toward the second or the
+  // first. Any other label (neutral) is grey, and its explanation reads "toward the answer" or
+  // "against it", as with label sets that have no such pair.
   function orientation(labels) {
+    if (labels.includes("positive") && labels.includes("negative")) return { up: "positive", down: "negative" };
     if (labels.length === 2) return { up: labels[1], down: labels[0] };
     return null;
   }
+
+  const polar = (sides, label) => Boolean(sides) && (label === sides.up || label === sides.down);
 
   function render(reviews, payload, note) {
     results.replaceChildren();
@@ -213,8 +217,9 @@
     article.append(heading);
     article.append(...probabilityBar(prediction.probabilities, sides));
     if (Array.isArray(prediction.explanation)) {
-      const towardUp = sides && prediction.label === sides.down ? -1 : 1;
-      article.append(...highlighted(text, prediction.explanation, prediction.label, sides, towardUp));
+      const own = polar(sides, prediction.label) ? sides : null;
+      const towardUp = own && prediction.label === own.down ? -1 : 1;
+      article.append(...highlighted(text, prediction.explanation, prediction.label, own, towardUp));
     } else {
       article.append(el("p", "review", text));
       if (note) article.append(el("p", "note", note));
@@ -228,7 +233,7 @@
     bar.setAttribute("role", "img");
     bar.setAttribute("aria-label", entries.map(([l, p]) => `${l} ${percent(p)}`).join(", "));
     for (const [label, p] of entries) {
-      const kind = sides ? (label === sides.up ? "up" : "down") : "other";
+      const kind = polar(sides, label) ? (label === sides.up ? "up" : "down") : "other";
       const seg = el("span", "seg " + kind);
       seg.style.width = percent(p); // CSSOM, allowed by the page's style-src 'self' policy
       seg.title = `${label} ${percent(p)}`;

@@ -44,7 +44,7 @@ def test_the_suite_is_deterministic_and_every_test_has_cases() -> None:
     assert len({t.name for t in suite}) == len(suite)
     assert {t.kind for t in suite} == {"MFT", "INV", "DIR"}
     assert all(t.cases for t in suite)
-    assert 300 <= sum(len(t.cases) for t in suite) <= 2000
+    assert 300 <= sum(len(t.cases) for t in suite) <= 2500
     for test in suite:
         assert len(set(test.cases)) == len(test.cases), test.name
         for case in test.cases:
@@ -99,7 +99,7 @@ def test_mft_failures_are_counted_exactly() -> None:
     assert [(r.n, r.failures) for r in report.tests] == [(4, 2), (4, 2), (3, 1)]
     assert report.n == 11 and report.failures == 5
     assert report.overall_failure_rate == pytest.approx(5 / 11)
-    assert report.tests[0].examples[0].startswith("'b' -> P(pos)=0.20")
+    assert report.tests[0].examples[0].startswith("'b' -> negative 0.80, positive 0.20")
 
 
 def test_inv_and_dir_failures_are_counted_exactly() -> None:
@@ -138,7 +138,7 @@ def test_examples_are_capped_and_the_report_serialises() -> None:
     assert body == {
         "tests": [{
             "name": "all fail", "kind": "MFT", "n": 10, "failures": 10, "failure_rate": 1.0,
-            "examples": [f"'t{i}' -> P(pos)=0.10, expected positive" for i in range(3)],
+            "examples": [f"'t{i}' -> negative 0.90, positive 0.10, expected positive" for i in range(3)],
         }],
         "overall_failure_rate": 1.0,
         "n": 10,
@@ -217,7 +217,7 @@ def test_url_mode_sends_chunks_with_the_key_and_reads_the_model_id() -> None:
     with HttpScorer("http://svc", api_key="k1", transport=fake_service(requests)) as scorer:
         scores = scorer(texts)
         assert scorer.model == "fake@abc"
-    assert scores == [0.9 if i % 3 else 0.2 for i in range(150)]
+    assert [s["positive"] for s in scores] == [0.9 if i % 3 else 0.2 for i in range(150)]
     sizes = [len(json.loads(r.content)["texts"]) for r in requests]
     assert sizes == [HTTP_CHUNK, HTTP_CHUNK, 150 - 2 * HTTP_CHUNK]
     assert all(r.headers["authorization"] == "Bearer k1" and r.url.path == "/predict" for r in requests)
@@ -235,7 +235,7 @@ def test_url_mode_unreachable_service_exits_2(caplog: pytest.LogCaptureFixture) 
 
     url = f"http://127.0.0.1:{free_port()}"  # bound, then released: nothing listens there
     assert main(["--url", url, "--max-cases", "1", "--timeout", "2"]) == 2
-    assert f"POST {url}/predict" in caplog.text
+    assert f"GET {url}/model" in caplog.text  # the labels are asked first
 
 
 @pytest.mark.slow
@@ -251,3 +251,38 @@ def test_url_mode_against_the_real_service_matches_the_checkpoint(
         served = run_suite(suite, scorer)
     assert served.model.startswith("tiny@")
     assert [(r.name, r.failures) for r in served.tests] == [(r.name, r.failures) for r in offline.tests]
+
+
+# -- (e) three-class models -------------------------------------------------------------------
+
+
+def test_a_three_class_model_gets_the_neutral_test_and_a_binary_one_does_not() -> None:
+    binary = {t.name for t in build_suite(max_cases=5)}
+    three = {t.name for t in build_suite(max_cases=5, labels=("negative", "neutral", "positive"))}
+    assert three - binary == {"neutral statements"}
+    assert {"app, delivery and service complaints", "polite negatives"} <= binary
+
+
+def test_three_class_answers_are_judged_by_label_and_by_the_polar_probability() -> None:
+    three = {
+        "pos": {"negative": 0.1, "neutral": 0.3, "positive": 0.6},
+        "neu": {"negative": 0.3, "neutral": 0.6, "positive": 0.1},  # polar: 0.25, negative side
+        "neg": {"negative": 0.7, "neutral": 0.2, "positive": 0.1},
+        "neu-leaning-pos": {"negative": 0.1, "neutral": 0.5, "positive": 0.4},
+    }
+    tests = [
+        Test("neutral", "MFT", (("neu",), ("pos",), ("neu-leaning-pos",)), ExpectLabel("neutral")),
+        Test("not negative", "MFT", (("neu",), ("pos",), ("neg",)), ExpectNotNegative()),
+        Test("same side", "INV", (("pos", "neu-leaning-pos"), ("pos", "neu")), ExpectSameLabel()),
+        Test("up", "DIR", (("neu", "pos"), ("pos", "neg")), ExpectMove(1)),
+    ]
+    report = run_suite(tests, lambda texts: [three[t] for t in texts], "three")
+    # neutral: "pos" fails; not negative: only "neg" fails (a neutral answer is not negative,
+    # whatever its polar probability); same side: pos (0.86) -> neu (0.25) flips; up: pos -> neg.
+    assert [(r.n, r.failures) for r in report.tests] == [(3, 1), (3, 1), (2, 1), (2, 1)]
+
+
+def test_a_model_without_the_polar_labels_is_a_clear_error() -> None:
+    tests = [Test("t", "MFT", (("a",),), ExpectLabel("positive"))]
+    with pytest.raises(ChecklistError, match="no \\['negative'\\] label"):
+        run_suite(tests, lambda texts: [{"positive": 0.5, "other": 0.5} for _ in texts])

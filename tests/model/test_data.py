@@ -141,7 +141,7 @@ def test_tsv_with_glue_header_and_unquoted_text(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("raw,expected", [
     ("0", "negative"), ("1", "positive"), ("neg", "negative"), ("POS", "positive"),
-    (" Negative ", "negative"), ("positive", "positive"),
+    (" Negative ", "negative"), ("positive", "positive"), ("neutral", "neutral"), ("NEU", "neutral"),
 ])
 def test_labels_map_onto_one_label_set(raw: str, expected: str) -> None:
     assert normalise_label(raw) == expected
@@ -149,10 +149,49 @@ def test_labels_map_onto_one_label_set(raw: str, expected: str) -> None:
 
 def test_a_label_that_maps_nowhere_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
     csv_path = tmp_path / "mine.csv"
-    csv_path.write_text("text,label\ngood,pos\nmeh,neutral\n")
-    with pytest.raises(DataError, match=r"mine.csv: line 3: label 'neutral' maps to no class"):
+    csv_path.write_text("text,label\ngood,pos\nmeh,mixed\n")
+    with pytest.raises(DataError, match=r"mine.csv: line 3: label 'mixed' maps to no class"):
         load_examples(csv_path)
     jsonl_path = tmp_path / "mine.jsonl"
     jsonl_path.write_text('{"text": "ok", "label": 1}\n{"text": "ok", "label": 3}\n')
     with pytest.raises(DataError, match=r"mine.jsonl: line 2: label '3' maps to no class"):
         load_examples(jsonl_path)
+
+
+@pytest.mark.parametrize("source", ["dir", "tar"])
+def test_aclimdb_reviews_carry_their_movie_as_group(tmp_path: Path, source: str) -> None:
+    path = _write_tar(tmp_path / "imdb.tar.gz") if source == "tar" else _write_tree(tmp_path)
+    urls = tmp_path / "urls"
+    urls.mkdir()
+    (urls / "urls_pos.txt").write_text(
+        "http://www.imdb.com/title/tt0001/usercomments\nhttp://www.imdb.com/title/tt0002/usercomments\n"
+    )
+    (urls / "urls_neg.txt").write_text("http://www.imdb.com/title/tt0001/usercomments\n")
+    train, _ = load_examples(path, split="train", urls=urls)
+    assert sorted((e.text, e.group) for e in train) == [
+        ("A joy.<br /><br />Loved it.", "tt0001"), ("Dull and slow.", "tt0001"), ("Great cast.", "tt0002"),
+    ]
+    (urls / "urls_neg.txt").write_text("")
+    with pytest.raises(DataError, match="no movie for neg/0"):
+        load_examples(path, split="train", urls=urls)
+
+
+def test_ratings_decide_labels_by_the_documented_rule(tmp_path: Path) -> None:
+    stars = tmp_path / "stars.tsv"
+    stars.write_text(
+        "text\tstars\tdomain\n"
+        "Broke in a day.\t1\tkitchen\nMeh.\t2\tkitchen\nIt works.\t3\tbooks\n"
+        "Nice.\t4\tbooks\nSuperb.\t5\t\nNo rating.\t\tbooks\n"
+    )
+    examples, report = load_examples(stars)
+    assert [(e.label, e.domain) for e in examples] == [
+        ("negative", "kitchen"), ("negative", "kitchen"), ("neutral", "books"),
+        ("positive", "books"), ("positive", ""),
+    ]
+    assert report.bad == [(7, "missing 'label'")]
+    fine = tmp_path / "fine.tsv"
+    fine.write_text("text\tlabel\tfine\nA.\tnegative\t0\nB.\tnegative\t1\nC.\tneutral\t2\n"
+                    "D.\tpositive\t3\nE.\tpositive\t4\nF.\tpositive\t2\n")
+    examples, report = load_examples(fine)
+    assert [e.label for e in examples] == ["negative", "negative", "neutral", "positive", "positive"]
+    assert report.bad == [(7, "label 'positive' contradicts the rating ('neutral')")]

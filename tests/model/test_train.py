@@ -232,3 +232,69 @@ def test_a_checkpoint_of_another_tokenizer_is_refused(trained: tuple[Path, Path]
     save_checkpoint(ckpt, copy)
     with pytest.raises(CheckpointError, match="built by tokenizer 'words/1'.*Retrain"):
         load_checkpoint(copy)
+
+
+def test_a_grouped_split_keeps_each_group_on_one_side() -> None:
+    from model.data import Example
+
+    examples = [Example(f"t{i}", "positive", group=f"movie{i % 7}") for i in range(70)]
+    kept, held = train.split_examples(examples, 0.2, seed=1)
+    assert {e.group for e in kept}.isdisjoint({e.group for e in held})
+    assert 10 <= len(held) <= 20 and len(kept) + len(held) == 70
+
+
+def _write_rated(path: Path, n: int, seed: int) -> Path:
+    """A star-rated TSV with a domain column: 1-2 stars negative words, 3 only neutral words."""
+    from tests.conftest import NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS
+
+    rng = random.Random(seed)
+    with path.open("w") as handle:
+        handle.write("text\tstars\tdomain\n")
+        for i in range(n):
+            stars = 1 + i % 5
+            words = [rng.choice(NEUTRAL_WORDS) for _ in range(rng.randint(4, 12))]
+            cue = NEGATIVE_WORDS if stars <= 2 else POSITIVE_WORDS if stars >= 4 else []
+            for word in rng.sample(cue, 2) if cue else []:
+                words.insert(rng.randrange(len(words) + 1), word)
+            handle.write(f"{' '.join(words)}\t{stars}\t{rng.choice(['books', 'kitchen'])}\n")
+    return path
+
+
+def test_three_classes_from_a_binary_and_a_rated_source(tmp_path: Path) -> None:
+    binary = _write_csv(tmp_path / "binary.csv", 300, seed=31)
+    rated = _write_rated(tmp_path / "rated.tsv", 400, seed=32)
+    out = tmp_path / "three"
+    assert train.main([
+        "--data", str(binary), "--data", str(rated), "--out", str(out), "--embed-dim", "16",
+        "--hidden-dim", "16", "--min-freq", "1", "--lr", "0.01", "--epochs", "8", "--patience", "8",
+        "--seed", "5", "--val-fraction", "0.2",
+    ]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.labels == ["negative", "neutral", "positive"]
+    rows = ckpt.metrics["by_source"]
+    # The binary set is read as positive vs negative; the rated one in all three classes.
+    assert rows["binary"]["classes"] == ["negative", "positive"]
+    assert rows["rated"]["classes"] == ["negative", "neutral", "positive"]
+    assert rows["binary"]["accuracy"] >= 0.9 and rows["rated"]["accuracy"] >= 0.8
+    assert set(rows["rated"]["by_domain"]) == {"books", "kitchen"}
+    assert {"recall", "ece"} <= set(rows["rated"])
+    from model.predictor import Predictor
+
+    probs = Predictor(ckpt).predict_texts(["the plot of the film", "great superb", "awful worst"])
+    assert probs.argmax(1).tolist() == [1, 2, 0]
+    # Binary data fine-tunes a three-class model's polar classes; the labels stay three.
+    tuned = tmp_path / "tuned"
+    assert train.main(["--init-from", str(out), "--data", str(binary), "--out", str(tuned),
+                       "--epochs", "1", "--val-fraction", "0.2"]) == 0
+    assert load_checkpoint(tuned).labels == ckpt.labels
+
+
+def test_whole_sources_are_never_split(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = _write_csv(tmp_path / "d.csv", 60, seed=7)
+    dev = _write_csv(tmp_path / "held.csv", 20, seed=8)
+    out = tmp_path / "o"
+    assert train.main(["--data", str(data), "--whole", "d", "--val-data", str(dev), "--out", str(out),
+                       "--dry-run"]) == 0
+    assert set(load_checkpoint(out).metrics["by_source"]) == {"held"}
+    assert train.main(["--data", str(data), "--whole", "nope", "--out", str(out), "--dry-run"]) == 2
+    assert "--whole ['nope']: no such source" in caplog.text
