@@ -46,7 +46,7 @@ def write_synthetic_csv(
 
 
 def build_checkpoint(
-    directory: Path, seed: int = 0, **arch: object
+    directory: Path, seed: int = 0, labels: tuple[str, ...] = ("negative", "positive"), **arch: object
 ) -> Checkpoint:
     """A small random-weight checkpoint over the synthetic vocabulary, written to `directory`."""
     torch.manual_seed(seed)
@@ -54,11 +54,12 @@ def build_checkpoint(
         [t for t, _ in synthetic_reviews(200, seed)], TextConfig(min_freq=1, max_tokens=64)
     )
     defaults: dict[str, object] = {"embed_dim": 16, "hidden_dim": 12, "cell": "gru"}
-    config = ModelConfig(vocab_size=len(pipeline.vocab), **{**defaults, **arch})  # type: ignore[arg-type]
+    config = ModelConfig(vocab_size=len(pipeline.vocab), num_classes=len(labels),  # type: ignore[arg-type]
+                         **{**defaults, **arch})
     ckpt = Checkpoint(
         model=SentimentRNN(config).eval(),
         pipeline=pipeline,
-        labels=["negative", "positive"],
+        labels=list(labels),
         temperature=1.3,
         metrics={"validation": {"accuracy": 0.5}},
     )

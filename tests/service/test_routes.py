@@ -275,3 +275,28 @@ async def test_health_and_metrics_answer_while_the_model_is_busy(
     assert health.status_code == 200 and metrics.status_code == 200
     assert elapsed < 0.15  # well under one model call
     assert all(r.status_code == 200 for r in responses)
+
+
+async def test_a_three_class_checkpoint_serves_every_label(
+    app_factory: Callable[..., FastAPI], tmp_path: Path
+) -> None:
+    """The service serves whatever label set a checkpoint declares (the shipped model has
+    negative/neutral/positive; a binary checkpoint, as in every other test here, still serves)."""
+    from tests.conftest import build_checkpoint
+
+    directory = tmp_path / "three"
+    build_checkpoint(directory, labels=("negative", "neutral", "positive"))
+    offline = Predictor.load(directory)
+    texts = ["A wonderful, superb film.", "The package arrived on Tuesday.", "Awful."]
+    async with running(app_factory(model_dir=directory)) as client:
+        scored = await client.post("/predict", json={"texts": texts, "explain": True})
+        info = (await client.get("/model")).json()
+        metrics = (await client.get("/metrics")).text
+    assert scored.status_code == 200, scored.text
+    predictions = scored.json()["predictions"]
+    assert_matches_offline(
+        [{k: v for k, v in p.items() if k != "explanation"} for p in predictions], texts, offline
+    )
+    assert all(p["explanation"] for p in predictions)
+    assert info["labels"] == ["negative", "neutral", "positive"]
+    assert 'labels="negative,neutral,positive"' in metrics
