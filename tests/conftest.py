@@ -14,6 +14,11 @@ from model.checkpoint import Checkpoint, save_checkpoint
 from model.rnn import ModelConfig, SentimentRNN
 from model.text import TextConfig, TextPipeline
 
+# The tests' models are tiny: one thread computes them fastest, and with two OpenMP threads on a
+# busy 2-core machine each step waits for a core the other thread spins on (a 32-review batch
+# of a 16-unit GRU took 10-30 s so, and training tests hit their time limit).
+torch.set_num_threads(1)
+
 POSITIVE_WORDS = ["good", "great", "wonderful", "excellent", "loved", "superb", "brilliant"]
 NEGATIVE_WORDS = ["bad", "awful", "terrible", "boring", "hated", "worst", "dreadful"]
 NEUTRAL_WORDS = ["the", "movie", "film", "plot", "actor", "scene", "was", "and", "it", "a",
