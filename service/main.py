@@ -17,8 +17,9 @@ from service.runtime import ModelSource, Runtime
 from service.workers import WorkerSlot
 
 DESCRIPTION = """
-Scores movie reviews as positive or negative with a recurrent network loaded from a
-checkpoint (the same text pipeline as training).
+Scores reviews, comments and posts (products, shops, restaurants, apps, services, films,
+tweets) as negative, neutral or positive (the labels the loaded checkpoint declares) with a
+recurrent network loaded from a checkpoint (the same text pipeline as training).
 
 * Every non-2xx answer has one shape: `{"error": {"type", "message", "request_id", "details"?}}`.
 * Send `X-Request-ID` to correlate logs; one is generated (and echoed) otherwise.
