@@ -3,6 +3,7 @@
     with SentimentClient("http://localhost:8000", api_key="...") as client:
         client.predict("Loved every minute.").label          # 'positive'
         [p.label for p in client.predict_many(["Great!", "Awful."])]
+        client.predict("Der Film war toll.").readable        # False: German; label None
 
     async with AsyncSentimentClient("http://localhost:8000") as client:
         await client.predict("Loved every minute.")
@@ -39,10 +40,24 @@ class TokenScore:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
+    """One answer. `readable` is False for a text the model cannot read (another language, or
+    too few words it knows; `reason` says which): then label, confidence and probabilities are
+    None unless the server scores such texts anyway (UNSUPPORTED_TEXT=score), and `error` holds
+    the refusal under UNSUPPORTED_TEXT=refuse."""
+
+    label: str | None
+    confidence: float | None
+    probabilities: dict[str, float] | None
     explanation: list[TokenScore] | None = None
+    language: str | None = None  # ISO 639-1; "en" when read, "und" when none was found
+    readable: bool = True
+    reason: str | None = None  # "other_language" or "unknown_words"
+    error: str | None = None  # the refusal's message
+
+    @property
+    def scored(self) -> bool:
+        """Whether there is a label to use."""
+        return self.label is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +151,16 @@ def _error_from(response: httpx.Response) -> ServiceError:
 
 def _prediction(data: dict[str, Any]) -> Prediction:
     explanation = data.get("explanation")
+    confidence, probabilities, error = data["confidence"], data["probabilities"], data.get("error")
     return Prediction(
         label=data["label"],
-        confidence=float(data["confidence"]),
-        probabilities={k: float(v) for k, v in data["probabilities"].items()},
+        confidence=float(confidence) if confidence is not None else None,
+        probabilities={k: float(v) for k, v in probabilities.items()} if probabilities is not None else None,
         explanation=[TokenScore(**t) for t in explanation] if explanation is not None else None,
+        language=data.get("language"),
+        readable=bool(data.get("readable", True)),
+        reason=data.get("reason"),
+        error=str(error.get("message", "")) if isinstance(error, dict) else None,
     )
 
 

@@ -86,6 +86,16 @@ class Settings(BaseSettings):
         description="What scores reviews: ONNX Runtime (faster) or PyTorch (same answers, 1e-5).",
     )
 
+    # model.language.Policy, written out like INFERENCE_BACKEND (a test keeps the two equal).
+    unsupported_text: Literal["flag", "refuse", "score"] = Field(
+        default="flag",
+        description="A text the model cannot read (another language, or too few words it "
+        "knows): flag = answer with `readable: false` and the label, confidence and "
+        "probabilities withheld (null); refuse = the same plus a per-item `error` in a batch, "
+        "and 422 `unsupported_text` for a single `text`; score = score it anyway, flagged "
+        "`readable: false`.",
+    )
+
     switch_interval_ms: float = Field(
         default=0.1,
         ge=0.01,
@@ -114,7 +124,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="Longest wait for in-flight requests at exit."
     )
 
-    @field_validator("log_level", "log_format", "inference_backend", mode="before")
+    @field_validator("log_level", "log_format", "inference_backend", "unsupported_text", mode="before")
     @classmethod
     def _fold_case(cls, value: object) -> object:
         if not isinstance(value, str):

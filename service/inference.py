@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from model.checkpoint import Checkpoint
+from model.language import Reading, TextReader
 from model.predictor import Backend, Predictor
 from model.rnn import parameter_summary
 from model.text import tokenize_kept
@@ -25,6 +26,14 @@ logger = logging.getLogger("service.inference")
 ExplainFn = Callable[..., Sequence[Sequence[Any]]]
 
 
+class ReadIds(list[int]):
+    """Token ids that also carry what the reader made of their text: a list still, so the
+    batcher, the predictor and every caller of `decode` see the ids they always saw."""
+
+    __slots__ = ("reading",)
+    reading: Reading
+
+
 class SentimentModel:
     """A `ServedModel[list[int], list[float]]` (and `Explainable`) over a loaded checkpoint."""
 
@@ -33,15 +42,22 @@ class SentimentModel:
         self.predictor = Predictor(checkpoint, backend=backend)
         self.labels = list(checkpoint.labels)
         self.model_id = checkpoint.model_id
+        self.reader = TextReader(checkpoint.pipeline)
         if checkpoint.pipeline.config.spelling:
             checkpoint.pipeline.vocab.prepare_spelling()
 
-    def decode(self, text: str) -> list[int]:
+    def decode(self, text: str) -> ReadIds:
         """The ids the model reads; [] when the pipeline finds no token in `text`. Only the
-        kept ends of a long review are tokenized (`tokenize_kept`)."""
+        kept ends of a long review are tokenized (`tokenize_kept`). Whether the model can read
+        the text is judged here too, from the same tokens (`reading`)."""
         pipeline = self.checkpoint.pipeline
         tokens = tokenize_kept(text, pipeline.config)
-        return pipeline.encode_tokens(tokens) if tokens else []
+        ids = ReadIds(pipeline.encode_tokens(tokens) if tokens else [])
+        ids.reading = self.reader.read_encoded(text, tokens, ids)
+        return ids
+
+    def reading(self, payload: ReadIds) -> Reading:
+        return payload.reading
 
     def size_of(self, payload: list[int]) -> int:
         return len(payload)

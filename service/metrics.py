@@ -25,6 +25,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from model.language import Reading
 from service.workers import MULTIPROC_ENV
 
 # The *_created series double the output and no dashboard here reads them.
@@ -52,6 +53,14 @@ CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85,
 # Tokens the model read (after truncation, so the shipped model's 400 caps it).
 TOKEN_BUCKETS = (5, 10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 1000)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Languages named on /metrics (the model's own, "und" for none found, and those most often sent
+# to an English service); any other is counted as "other", so a client cannot grow the series.
+METRIC_LANGUAGES = frozenset(
+    "en und de fr es it pt nl sv da no pl cs tr ru uk el ar he fa hi id vi th zh ja ko".split()
+)
+# What became of a text: read and scored, or unreadable and, per UNSUPPORTED_TEXT, flagged
+# (label withheld), refused, or scored anyway.
+OUTCOMES = {"flag": "flagged", "refuse": "refused", "score": "scored_unreadable"}
 
 
 class Metrics:
@@ -154,6 +163,16 @@ class Metrics:
             registry=r,
             buckets=TOKEN_BUCKETS,
         )
+        self.texts_read = Counter(
+            "texts_read",
+            "Texts by detected language (a fixed set, else `other`) and outcome: `scored`, or "
+            "for a text the model cannot read `flagged`, `refused` or `scored_unreadable` "
+            "(UNSUPPORTED_TEXT).",
+            ["language", "outcome"],
+            namespace=namespace,
+            registry=r,
+        )
+        self._reading_children: dict[tuple[str, str], Any] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._prediction_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._token_children: dict[str, Any] = {}
@@ -199,6 +218,18 @@ class Metrics:
             children[0].inc()
             children[1].observe(confidence)
             length.observe(n)
+
+    def observe_readings(self, readings: Sequence[Reading], policy: str) -> None:
+        """Each text's detected language and what became of it under `policy`."""
+        for reading in readings:
+            language = reading.language if reading.language in METRIC_LANGUAGES else "other"
+            outcome = "scored" if reading.readable else OUTCOMES[policy]
+            child = self._reading_children.get((language, outcome))
+            if child is None:
+                child = self._reading_children[(language, outcome)] = self.texts_read.labels(
+                    language, outcome
+                )
+            child.inc()
 
     # BatchObserver
     def observe_batch(self, size: int, queue_waits: Sequence[float]) -> None:

@@ -43,7 +43,12 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     408: _error("The body did not arrive in time"),
     413: _error("Body larger than MAX_BODY_BYTES"),
     415: _error("Content-Type is not application/json"),
-    422: _error("Schema violation; `details` name each field and item index"),
+    422: _error(
+        "Schema violation; `details` name each field and item index. Also `unsupported_text`: "
+        "under UNSUPPORTED_TEXT=refuse, a single `text` the model cannot read (another "
+        "language, or too few words it knows; in a batch such a text is answered with "
+        "`readable: false` and an `error` of its own instead)"
+    ),
     429: _error("Queue full; retry after the Retry-After header"),
     500: _error("Unexpected error; the message carries the request id"),
     503: _error("Model not loaded yet, or shutting down"),

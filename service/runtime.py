@@ -14,6 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.language import UNSUPPORTED_TEXT, Reading, present
 from service.batching import (
     Batcher,
     BatcherClosed,
@@ -27,7 +28,7 @@ from service.errors import ApiError, validation_error
 from service.inference import SentimentModel
 from service.metrics import Metrics
 from service.schemas import PredictRequest, build_predict_request
-from service.served import Explainable, ServedModel
+from service.served import Explainable, Reads, ServedModel
 from service.workers import WorkerSlot
 
 logger = logging.getLogger("service.runtime")
@@ -67,6 +68,17 @@ def check_readable(sizes: list[int], single: bool) -> None:
     errors = [{"loc": ("text",) if single else ("texts", index), "msg": message, "type": "no_readable_token"}
               for index in unreadable]
     raise validation_error(errors, total=len(errors))
+
+
+def unsupported_text_error(reading: Reading) -> ApiError:
+    """The 422 of a single text the model cannot read, under UNSUPPORTED_TEXT=refuse."""
+    message = reading.message()
+    return ApiError(
+        422,
+        f"text: {message}",
+        type=UNSUPPORTED_TEXT,
+        details=[{"field": "text", "message": message, "type": reading.reason or UNSUPPORTED_TEXT}],
+    )
 
 
 class Runtime(Generic[P, Out]):
@@ -243,6 +255,11 @@ class Runtime(Generic[P, Out]):
         payloads = await self._decode(model, texts)
         sizes = [model.size_of(payload) for payload in payloads]
         check_readable(sizes, single)
+        policy = self.settings.unsupported_text
+        readings = [model.reading(p) for p in payloads] if isinstance(model, Reads) else None
+        if readings is not None and single and policy == "refuse" and not readings[0].readable:
+            self.metrics.observe_readings(readings, policy)
+            raise unsupported_text_error(readings[0])
         if request.explain:
             self._check_explainable(sizes, single)
         if time_left <= 0:
@@ -264,17 +281,30 @@ class Runtime(Generic[P, Out]):
                 Batcher.cancel(explaining)
             raise
         predictions = [model.encode(output) for output in outputs]
+        # Only labels that are shown count: withheld ones would drift the label metrics.
+        shown = range(len(predictions))
+        if readings is not None and policy != "score":
+            shown = [i for i in shown if readings[i].readable]
         self.metrics.observe_predictions(
             model.model_id,
-            [p["label"] for p in predictions],
-            [p["confidence"] for p in predictions],
-            sizes,
+            [predictions[i]["label"] for i in shown],
+            [predictions[i]["confidence"] for i in shown],
+            [sizes[i] for i in shown],
         )
+        if readings is not None:
+            self.metrics.observe_readings(readings, policy)
         if explaining is not None:
             assert self.explain_batcher is not None
             explanations, _ = await self._wait(self.explain_batcher, explaining, deadline)
             for prediction, explanation in zip(predictions, explanations, strict=True):
                 prediction["explanation"] = explanation
+        if readings is not None:
+            # Every text was scored as it always was; only what is shown of an unreadable one
+            # depends on the policy, so a readable text's answer cannot change.
+            predictions = [
+                present(prediction, reading, policy)
+                for prediction, reading in zip(predictions, readings, strict=True)
+            ]
         return {"model": model.model_id, "predictions": predictions}, batch_size
 
     async def _decode(self, model: ServedModel[P, Out], texts: list[str]) -> list[P]:

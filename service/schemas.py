@@ -273,15 +273,49 @@ class TokenAttribution(BaseModel):
     score: float = Field(description="Contribution towards the predicted label.")
 
 
+class ItemError(BaseModel):
+    """A refusal of one text inside a batch (UNSUPPORTED_TEXT=refuse); the others are answered."""
+
+    type: Literal["unsupported_text"] = Field(description="Why this text got no answer.")
+    message: str
+
+
 class Prediction(BaseModel):
-    label: str = Field(examples=["positive"])
-    confidence: float = Field(ge=0, le=1, description="Probability of `label`.", examples=[0.97])
-    probabilities: dict[str, float] = Field(
-        description="Calibrated probability per label; they sum to 1.",
+    """One answer. For a text the model cannot read (`readable: false`: another language, or
+    too few words it knows) the label, confidence and probabilities are null unless the server
+    runs with UNSUPPORTED_TEXT=score; never null for a readable text."""
+
+    label: str | None = Field(
+        examples=["positive"], description="The predicted label; null when withheld (unreadable)."
+    )
+    confidence: float | None = Field(
+        ge=0, le=1, description="Probability of `label`; null when withheld.", examples=[0.97]
+    )
+    probabilities: dict[str, float] | None = Field(
+        description="Calibrated probability per label; they sum to 1. Null when withheld.",
         examples=[{"negative": 0.03, "positive": 0.97}],
     )
     explanation: list[TokenAttribution] | None = Field(
-        default=None, description="Only when the request asked for `explain`."
+        default=None, description="Only when the request asked for `explain` (and a label is given)."
+    )
+    language: str | None = Field(
+        default=None,
+        description="ISO 639-1 code of the language the text was read as: `en` for every text "
+        "the model reads; for one it cannot read, the detected language, or `und` when none "
+        "was found (keyboard mash; also a text of signs only, such as emoji or `5/5`, which is "
+        "read).",
+        examples=["en"],
+    )
+    readable: bool = Field(
+        default=True, description="Whether the model can read the text (English it knows)."
+    )
+    reason: Literal["other_language", "unknown_words"] | None = Field(
+        default=None,
+        description="Why the text is not readable: `other_language` (not English) or "
+        "`unknown_words` (the model knows too few of its words, e.g. keyboard mash).",
+    )
+    error: ItemError | None = Field(
+        default=None, description="Only under UNSUPPORTED_TEXT=refuse, for an unreadable text."
     )
 
 
@@ -299,7 +333,17 @@ class PredictResponse(BaseModel):
                             "label": "positive",
                             "confidence": 0.97,
                             "probabilities": {"negative": 0.03, "positive": 0.97},
-                        }
+                            "language": "en",
+                            "readable": True,
+                        },
+                        {
+                            "label": None,
+                            "confidence": None,
+                            "probabilities": None,
+                            "language": "de",
+                            "readable": False,
+                            "reason": "other_language",
+                        },
                     ],
                 }
             ]

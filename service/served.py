@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from model.language import Reading
+
 P = TypeVar("P")  # what one review becomes before the model call (e.g. token ids)
 Out = TypeVar("Out")  # the model's output for one review (e.g. probabilities)
 
@@ -51,4 +53,14 @@ class Explainable(Protocol):
 
     def explainer(self, max_tokens: int) -> Explain | None:
         """A function from reviews to one attribution list each, or None if unavailable."""
+        ...
+
+
+@runtime_checkable
+class Reads(Protocol):
+    """A served model that says, per decoded text, whether it can read it (language and
+    readability, judged in `decode`); the runtime then applies UNSUPPORTED_TEXT."""
+
+    def reading(self, payload: Any) -> Reading:
+        """What `decode` found out about the text behind `payload`."""
         ...

@@ -27,7 +27,14 @@ def anyio_backend() -> str:
 @pytest.fixture
 def make_settings(tiny_checkpoint_dir: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"model_dir": tiny_checkpoint_dir, "log_level": "WARNING"}
+        # The tiny checkpoint knows some 30 words, so to it most test texts are unreadable
+        # (too few words it knows): they are scored anyway unless a test picks another policy
+        # (tests/service/test_language.py tests each one).
+        values: dict[str, Any] = {
+            "model_dir": tiny_checkpoint_dir,
+            "log_level": "WARNING",
+            "unsupported_text": "score",
+        }
         values.update(overrides)
         return Settings(**values)
 

@@ -1,0 +1,141 @@
+"""Whether the model can read a text: the language it is in, and how many of its words the model
+knows.
+
+The model reads English. Two signals decide, each covering the other's blind spot:
+
+* the language a detector names: CLD2 (`pycld2`, its model compiled into the wheel, ~4 µs per
+  100 characters). Alone it is wrong on short English about one time in five (slang, names,
+  "Loved it"), so it never flags a text on its own when the text is short and every word is one
+  the model knows;
+* the model's own signal: the share of the words it reads that its vocabulary does not know
+  after the spelling fallback (`<unk>`). French with IMDB's vocabulary ("Ce film est une perte
+  de temps") can score zero here, keyboard mash scores one.
+
+A text is unreadable when the detector names another language and the model misses a word (or
+the text is long enough for the detector to be trusted alone), or when the model misses at
+least half of its words and the detector does not call them English. Texts with no word at all
+(emoji, ratings such as "5/5", ":)") are read: the model knows those signs.
+
+Both signals read a bounded head of the text (READ_CHARS, READ_TOKENS), so the cost of a text
+is bounded whatever its length (bench/language.py measures it). Thresholds were tuned on
+bench/language_texts.py and checked on real short English (README: "Texts it cannot read").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import pycld2
+
+from model.text import UNK_ID, TextPipeline, tokenize_kept
+
+logger = logging.getLogger("model.language")
+
+Policy = Literal["flag", "refuse", "score"]
+POLICIES: tuple[Policy, ...] = get_args(Policy)
+Reason = Literal["other_language", "unknown_words"]
+
+MODEL_LANGUAGE = "en"
+UNDETERMINED = "und"  # ISO 639-2: no language found (keyboard mash, or no words at all)
+READ_CHARS = 512  # characters the detector reads: ~100 words, plenty to name a language
+READ_TOKENS = 100  # tokens whose words make the model's signal (the same head, about)
+UNKNOWN_SHARE = 0.5  # this share of unknown words, not English to the detector: unreadable
+MIN_WORDS_DETECTOR_ALONE = 4  # shorter texts need an unknown word too before they are flagged
+UNSUPPORTED_TEXT = "unsupported_text"  # the error type of a refused text
+
+# CLD2 refuses control characters, non-characters and lone surrogates (pycld2.error): they carry
+# no language, so they become spaces before it reads.
+_CLD2_UNSAFE = re.compile(
+    "[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufdd0-\ufdef\ud800-\udfff"
+    + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17))
+    + "]"
+)
+# CLD2 still writes a few retired ISO 639-1 codes.
+_RENAMED = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "un": UNDETERMINED}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the reader made of one text."""
+
+    language: str  # ISO 639-1 code; "en" for every text the model reads; "und" for none found
+    readable: bool
+    reason: Reason | None = None  # why not, when not readable
+    unknown_share: float = 0.0  # share of the words read that the model does not know
+
+    def message(self) -> str:
+        """Why the text is not scored, in a sentence (for error messages and the page)."""
+        if self.reason == "other_language":
+            return (
+                f"The model reads English only; this text looks like another language "
+                f"({self.language})"
+            )
+        return "The model reads English only and recognises too few of this text's words"
+
+
+READABLE_SIGNS = Reading(UNDETERMINED, True)  # no words, only signs the model reads
+
+
+def detect_language(text: str) -> str:
+    """The ISO 639-1 code of the language of the first READ_CHARS characters of `text`, or "und"."""
+    head = _CLD2_UNSAFE.sub(" ", text[:READ_CHARS])
+    try:
+        _, _, details = pycld2.detect(head)
+    except pycld2.error as exc:  # never seen after the clean-up above; a guess is no reason to fail
+        logger.debug("language detection failed: %s", exc)
+        return UNDETERMINED
+    code = str(details[0][1]).split("-")[0]
+    return _RENAMED.get(code, code)
+
+
+class TextReader:
+    """Reads texts with a checkpoint's own pipeline and says whether its model can read them."""
+
+    def __init__(self, pipeline: TextPipeline) -> None:
+        self.pipeline = pipeline
+
+    def read(self, text: str) -> Reading:
+        """Tokenizes `text` as the service does (`tokenize_kept`) and judges it."""
+        tokens = tokenize_kept(text, self.pipeline.config)
+        ids = self.pipeline.encode_tokens(tokens) if tokens else []
+        return self.read_encoded(text, tokens, ids)
+
+    def read_encoded(self, text: str, tokens: Sequence[str], ids: Sequence[int]) -> Reading:
+        """Judges `text` from the tokens the pipeline kept and their ids (the same length: what
+        `encode_tokens` of already-truncated tokens gives)."""
+        words = unknown = 0
+        for token, token_id in zip(tokens[:READ_TOKENS], ids[:READ_TOKENS], strict=False):
+            if token.isalpha():
+                words += 1
+                unknown += token_id == UNK_ID
+        if not words:
+            return READABLE_SIGNS
+        share = unknown / words
+        language = detect_language(text)
+        foreign = language not in (MODEL_LANGUAGE, UNDETERMINED)
+        if foreign and (unknown or words >= MIN_WORDS_DETECTOR_ALONE):
+            return Reading(language, False, "other_language", share)
+        if share >= UNKNOWN_SHARE and language != MODEL_LANGUAGE:
+            return Reading(language, False, "other_language" if foreign else "unknown_words", share)
+        return Reading(MODEL_LANGUAGE, True, None, share)
+
+
+def present(prediction: dict[str, Any], reading: Reading, policy: Policy) -> dict[str, Any]:
+    """One answer as clients see it: the prediction with its language, and for a text the model
+    cannot read, per `policy`: "score" keeps the label (flagged `readable: false`), "flag"
+    withholds label, confidence and probabilities (null), "refuse" also adds an error object.
+    A readable text's prediction is passed on untouched."""
+    if reading.readable:
+        return {**prediction, "language": reading.language, "readable": True}
+    answer = {**prediction, "language": reading.language, "readable": False, "reason": reading.reason}
+    if policy == "score":
+        return answer
+    answer.update(label=None, confidence=None, probabilities=None)
+    answer.pop("explanation", None)
+    if policy == "refuse":
+        answer["error"] = {"type": UNSUPPORTED_TEXT, "message": reading.message()}
+    return answer
