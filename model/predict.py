@@ -1,7 +1,10 @@
 """Score a file of reviews: python -m model.predict [--checkpoint DIR] FILE [--out OUT.jsonl].
 
 FILE is plain text (one review per line), CSV or JSONL; the output is JSONL, one line per
-review in input order: {"label", "confidence", "probabilities"}.
+review in input order: {"label", "confidence", "probabilities", "language", "readable"}. A
+review the model cannot read (another language, or too few words it knows: model/language.py)
+has "readable": false and a "reason"; by default (`--unsupported-text flag`) its label,
+confidence and probabilities are null, as the service answers it.
 
 For a corpus too large for one machine (a Kubernetes Indexed Job, deploy/k8s/batch/):
 `--shard I/N` scores reviews I, I+N, I+2N, ... and writes only those, each row carrying its
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from model.checkpoint import CheckpointError
 from model.data import DataError, read_texts
+from model.language import POLICIES, Policy, TextReader, present
 from model.predictor import BACKENDS, Predictor
 
 logger = logging.getLogger("model.predict")
@@ -43,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="reviews per model call")
     p.add_argument("--backend", default="onnx", choices=BACKENDS,
                    help="onnx: ONNX Runtime (faster); torch: PyTorch (same answers, 1e-5)")
+    p.add_argument("--unsupported-text", default="flag", choices=POLICIES,
+                   help="a review the model cannot read: flag (label null), refuse (label null "
+                   "and an error), score (labelled anyway); each is marked readable: false")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -76,16 +83,22 @@ def merge_parts(parts: list[Path]) -> list[dict]:
     return [rows[i] for i in range(len(rows))]
 
 
-def prediction_rows(predictor: Predictor, texts: list[str], progress: bool) -> list[dict]:
+def prediction_rows(
+    predictor: Predictor, texts: list[str], progress: bool, policy: Policy = "flag"
+) -> list[dict]:
+    """One row per text; every text is scored, and `policy` decides what is shown of one the
+    model cannot read (as the service does, so a readable text's row never depends on it)."""
     probs = predictor.predict_texts(texts, progress=progress).tolist()
+    reader = TextReader(predictor.pipeline)
     rows = []
-    for p in probs:
+    for text, p in zip(texts, probs, strict=True):
         best = max(range(len(p)), key=p.__getitem__)
-        rows.append({
+        prediction = {
             "label": predictor.labels[best],
             "confidence": p[best],
             "probabilities": dict(zip(predictor.labels, p, strict=True)),
-        })
+        }
+        rows.append(present(prediction, reader.read(text), policy))
     return rows
 
 
@@ -108,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         if out is not sys.stdout:
             out.close()
     logger.info("%s %d reviews", "merged" if args.merge else "scored", len(rows))
+    unreadable = sum(row.get("readable") is False for row in rows)
+    if unreadable:
+        logger.info("%d of them the model cannot read (readable: false)", unreadable)
     return 0
 
 
@@ -118,12 +134,14 @@ def score(args: argparse.Namespace) -> list[dict]:
     texts = read_texts(path, args.format, args.text_column)
     predictor = Predictor.load(args.checkpoint, batch_size=args.batch_size, backend=args.backend)
     if args.shard is None:
-        return prediction_rows(predictor, texts, progress=not args.no_progress)
+        return prediction_rows(predictor, texts, not args.no_progress, args.unsupported_text)
     # A fixed stride over input positions: the same shard always gets the same reviews,
     # and the parts' sizes differ by at most one.
     index, count = args.shard
     positions = range(index, len(texts), count)
-    rows = prediction_rows(predictor, [texts[i] for i in positions], progress=not args.no_progress)
+    rows = prediction_rows(
+        predictor, [texts[i] for i in positions], not args.no_progress, args.unsupported_text
+    )
     return [{"index": i, **row} for i, row in zip(positions, rows, strict=True)]
 
 

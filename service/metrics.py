@@ -55,9 +55,10 @@ TOKEN_BUCKETS = (5, 10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 1000)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Languages named on /metrics (the model's own, "und" for none found, and those most often sent
 # to an English service); any other is counted as "other", so a client cannot grow the series.
-METRIC_LANGUAGES = frozenset(
-    "en und de fr es it pt nl sv da no pl cs tr ru uk el ar he fa hi id vi th zh ja ko".split()
-)
+METRIC_LANGUAGES = frozenset((
+    "en", "und", "de", "fr", "es", "it", "pt", "nl", "sv", "da", "no", "pl", "cs", "tr", "ru",
+    "uk", "el", "ar", "he", "fa", "hi", "id", "vi", "th", "zh", "ja", "ko",
+))
 # What became of a text: read and scored, or unreadable and, per UNSUPPORTED_TEXT, flagged
 # (label withheld), refused, or scored anyway.
 OUTCOMES = {"flag": "flagged", "refuse": "refused", "score": "scored_unreadable"}

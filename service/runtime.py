@@ -9,6 +9,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, Generic, Literal, TypeVar
 
 import torch
@@ -282,7 +283,7 @@ class Runtime(Generic[P, Out]):
             raise
         predictions = [model.encode(output) for output in outputs]
         # Only labels that are shown count: withheld ones would drift the label metrics.
-        shown = range(len(predictions))
+        shown: Sequence[int] = range(len(predictions))
         if readings is not None and policy != "score":
             shown = [i for i in shown if readings[i].readable]
         self.metrics.observe_predictions(

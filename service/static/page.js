@@ -190,9 +190,9 @@
 
   function render(reviews, payload, note) {
     results.replaceChildren();
-    const first = payload.predictions[0];
-    const labels = Object.keys(first.probabilities);
-    const sides = orientation(labels);
+    // Texts the model cannot read carry no probabilities: the labels come from one that does.
+    const first = payload.predictions.find((p) => p.probabilities);
+    const sides = first ? orientation(Object.keys(first.probabilities)) : null;
     const explained = payload.predictions.some((p) => Array.isArray(p.explanation));
     $("legend-up").textContent = sides ? `pushed toward ${sides.up}` : "pushed toward the answer";
     $("legend-down").textContent = sides ? `pushed toward ${sides.down}` : "pushed against the answer";
@@ -206,7 +206,40 @@
     });
   }
 
+  // "de" -> "German": the browser knows the names; an unknown code is shown as it is.
+  function languageName(code) {
+    try {
+      return new Intl.DisplayNames(["en"], { type: "language" }).of(code) || code;
+    } catch (_) {
+      return code;
+    }
+  }
+
+  // Why the model could not read a text, in plain words (prediction.reason, model/language.py).
+  function unreadableWhy(prediction) {
+    if (prediction.reason === "other_language" && prediction.language && prediction.language !== "und") {
+      return `This looks like ${languageName(prediction.language)}, and the model reads English only.`;
+    }
+    return "The model recognises too few of these words to read them (keyboard mash, or a language it does not know).";
+  }
+
+  // A text the model cannot read: no label unless the server scores such texts anyway.
+  function unreadableCard(text, prediction, index, total) {
+    const article = el("article", "result unreadable-result");
+    article.setAttribute("aria-label", `Review ${index + 1}: not scored`);
+    const heading = el("h2");
+    heading.append(el("span", "badge", "not scored"));
+    if (total > 1) heading.append(el("span", "which", `review ${index + 1} of ${total}`));
+    article.append(heading);
+    article.append(el("p", "unreadable-why", "Not scored: " + unreadableWhy(prediction)));
+    article.append(el("p", "review", text));
+    return article;
+  }
+
   function card(text, prediction, index, total, sides, note) {
+    if (prediction.readable === false && prediction.label === null) {
+      return unreadableCard(text, prediction, index, total);
+    }
     const article = el("article", "result");
     article.setAttribute("aria-label", `Review ${index + 1}: ${prediction.label}`);
     const heading = el("h2");
@@ -215,6 +248,9 @@
     heading.append(el("span", "confidence", percent(prediction.confidence)));
     if (total > 1) heading.append(el("span", "which", `review ${index + 1} of ${total}`));
     article.append(heading);
+    if (prediction.readable === false) {  // scored anyway (UNSUPPORTED_TEXT=score): say so
+      article.append(el("p", "unreadable-why", "A guess: " + unreadableWhy(prediction)));
+    }
     article.append(...probabilityBar(prediction.probabilities, sides));
     if (Array.isArray(prediction.explanation)) {
       const own = polar(sides, prediction.label) ? sides : null;

@@ -201,8 +201,11 @@ def test_every_query_names_what_the_server_exports(
         "sentiment_queue_depth",
         "sentiment_queue_wait_seconds_bucket",
         "sentiment_batch_size_sum",
+        "sentiment_texts_read_total",
     ):
         assert name in used_metrics(dashboard), f"the dashboard does not show {name}"
+    # The tiny checkpoint cannot read "fine" (it knows ~30 words): both outcomes were exported.
+    assert {"scored", "flagged"} <= exported["sentiment_texts_read_total"]["outcome"]
 
 
 @pytest.mark.parametrize(
@@ -212,6 +215,7 @@ def test_every_query_names_what_the_server_exports(
         ("sum by (model, label)", "sum by (model, sentiment)"),  # label it does not have
         ('le="0.7"', 'le="0.72"'),  # bucket bound it does not have
         ('route="/predict"', 'path="/predict"'),  # matcher on a missing label
+        ("sum by (language, outcome)", "sum by (lang, outcome)"),  # the language counter's labels
     ],
 )
 def test_a_wrong_name_is_caught(

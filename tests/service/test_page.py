@@ -200,6 +200,28 @@ def test_several_reviews_one_per_line(page: Any, server: str, shipped: Predictor
 
 
 @browser_test
+def test_a_review_the_model_cannot_read_is_not_scored_and_says_why(
+    page: Any, server: str, shipped: Predictor
+) -> None:
+    reviews = ["Loved it, a joy from start to finish.", "Der Film war langweilig und viel zu lang.",
+               "asdkjh qwpoeiru zmxncb"]
+    page.goto(server + "/")
+    score(page, "\n".join(reviews))
+    cards = page.query_selector_all(".result")
+    assert len(cards) == 3
+    first = cards[0].inner_text()
+    expected = shipped.labels[int(shipped.predict_texts(reviews[:1])[0].argmax())]
+    assert expected in first and "Not scored" not in first
+    german, mash = cards[1].inner_text(), cards[2].inner_text()
+    assert "not scored" in german and "looks like German" in german and "reads English only" in german
+    assert "recognises too few of these words" in mash
+    for card in cards[1:]:  # no label, no probability bar: nothing that reads as an answer
+        assert card.query_selector(".bar") is None and card.query_selector(".confidence") is None
+        assert card.get_attribute("aria-label").endswith("not scored")
+    assert page.inner_text("#status") == "Scored 3 reviews."
+
+
+@browser_test
 def test_explanations_refused_still_scores_and_says_so(page: Any, server: str) -> None:
     page.goto(server + "/")
     score(page, "Great fun.\nTerrible.\nIt was fine.")  # 3 > MAX_EXPLAIN_TEXTS=2
