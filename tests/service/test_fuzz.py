@@ -32,8 +32,10 @@ pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 # Small limits, so that generated bodies run into them (and stay cheap to score); fewer texts
 # may be explained than sent, so that the explain limit is exercised too.
-LIMITS = {"MAX_CHARS": "300", "MAX_BATCH": "8", "MAX_EXPLAIN_TEXTS": "3"}
-SETTINGS = Settings(max_chars=300, max_batch=8, max_explain_texts=3)
+# The service's default policy for texts the model cannot read (most generated ones, to the tiny
+# checkpoint): their answers, with the label withheld (null), are checked against the schema too.
+LIMITS = {"MAX_CHARS": "300", "MAX_BATCH": "8", "MAX_EXPLAIN_TEXTS": "3", "UNSUPPORTED_TEXT": "flag"}
+SETTINGS = Settings(max_chars=300, max_batch=8, max_explain_texts=3, unsupported_text="flag")
 
 # The schema the server will publish, built in-process now (building the app loads nothing),
 # since the cases are generated at collection time, before the server runs.
