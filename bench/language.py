@@ -43,7 +43,8 @@ REAL_SOURCES = (
 )
 SHORT_CHARS = 160  # a tweet's length, about: what "short" means here
 
-Detect = Callable[[str], tuple[str, float]]  # text -> (ISO 639-1 code or "und", confidence)
+# text -> (ISO 639-1 code or "und", its confidence, the probability or share of English)
+Detect = Callable[[str], tuple[str, float, float]]
 
 
 def real_english(count: int, seed: int = 0) -> list[str]:
@@ -94,12 +95,13 @@ def lingua_detector(mode: str) -> Detect:
         builder = builder.with_low_accuracy_mode()
     detector = builder.with_preloaded_language_models().build()
 
-    def detect(text: str) -> tuple[str, float]:
+    def detect(text: str) -> tuple[str, float, float]:
         values = detector.compute_language_confidence_values(text)
         if not values or values[0].value == 0:
-            return "und", 0.0
+            return "und", 0.0, 0.0
         top = values[0]
-        return top.language.iso_code_639_1.name.lower(), float(top.value)
+        english = next((v.value for v in values if v.language == Language.ENGLISH), 0.0)
+        return top.language.iso_code_639_1.name.lower(), float(top.value), float(english)
 
     return detect
 
@@ -109,9 +111,10 @@ def py3langid_detector() -> Detect:
 
     identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
-    def detect(text: str) -> tuple[str, float]:
-        code, probability = identifier.classify(text)
-        return str(code), float(probability)
+    def detect(text: str) -> tuple[str, float, float]:
+        ranked = identifier.rank(text)
+        code, probability = ranked[0]
+        return str(code), float(probability), float(dict(ranked).get("en", 0.0))
 
     return detect
 
@@ -119,15 +122,16 @@ def py3langid_detector() -> Detect:
 def pycld2_detector() -> Detect:
     import pycld2
 
-    def detect(text: str) -> tuple[str, float]:
+    def detect(text: str) -> tuple[str, float, float]:
         try:
             reliable, _, details = pycld2.detect(text)
         except pycld2.error:
-            return "und", 0.0
+            return "und", 0.0, 0.0
         _, code, percent, _ = details[0]
+        english = sum(p for _, c, p, _ in details if c == "en") / 100
         if code == "un":
-            return "und", 0.0
-        return code.split("-")[0], percent / 100 if reliable else percent / 200
+            return "und", 0.0, english
+        return code.split("-")[0], percent / 100 if reliable else percent / 200, english
 
     return detect
 
@@ -194,11 +198,11 @@ def combined(detect: Detect, real: list[str]) -> dict[str, float]:
     """The rule of model/language.py with this detector in CLD2's place (and the shipped
     model's signal): share of each set flagged."""
     from model.checkpoint import load_checkpoint
-    from model.language import UNDETERMINED, TextReader
+    from model.language import UNDETERMINED, Detected, TextReader
 
-    def code(text: str) -> str:
-        found = detect(text)[0]
-        return UNDETERMINED if found in ("zxx", "un") else found
+    def code(text: str) -> Detected:
+        found, _, english = detect(text)
+        return Detected(UNDETERMINED if found in ("zxx", "un") else found, english)
 
     reader = TextReader(load_checkpoint(None).pipeline, code)
 
@@ -277,6 +281,11 @@ def readable_report(real_count: int, checkpoint: str | None) -> dict[str, Any]:
     }
     if real_count:
         sets["real short English"] = real_english(real_count)
+        imdb = SHARED / "aclImdb_train.tar.gz"
+        if imdb.is_file():
+            from bench.data import load_reviews
+
+            sets["real IMDB reviews (any length)"] = load_reviews(imdb, 3000, seed=5).texts
     for name, texts in sets.items():
         hits = flagged(texts)
         report[name] = {"texts": len(texts), "flagged": len(hits)}

@@ -13,7 +13,9 @@ The model reads English. Two signals decide, each covering the other's blind spo
 
 A text is unreadable when the detector names another language and the model misses a word (or
 the text is long enough for the detector to be trusted alone), or when the model misses at
-least half of its words and the detector does not call them English. Texts with no word at all
+least half of its words and the detector does not call them English. "Another language" means
+most of the text, with under ENGLISH_ENOUGH of it English, even once its capitalised words (the
+names CLD2 takes for Danish, say) are left out. Texts with no word at all
 (emoji, ratings such as "5/5", ":)") are read: the model knows those signs.
 
 Both signals read a bounded head of the text (READ_CHARS, READ_TOKENS), so the cost of a text
@@ -27,7 +29,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import pycld2
 
@@ -45,6 +47,7 @@ READ_CHARS = 256  # characters the detector reads: ~45 words, plenty to name a l
 READ_TOKENS = 64  # tokens whose words make the model's signal (the same head, about)
 UNKNOWN_SHARE = 0.5  # this share of unknown words, not English to the detector: unreadable
 MIN_WORDS_DETECTOR_ALONE = 4  # shorter texts need an unknown word too before they are flagged
+ENGLISH_ENOUGH = 0.3  # a text CLD2 finds this much English is not "another language"
 UNSUPPORTED_TEXT = "unsupported_text"  # the error type of a refused text
 
 # CLD2 refuses control characters, non-characters and lone surrogates (pycld2.error): they carry
@@ -54,6 +57,7 @@ _CLD2_UNSAFE = re.compile(
     + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17))
     + "]"
 )
+_CAPITALISED = re.compile(r"\b[A-Z][a-z]+\b")  # names, mostly (and German nouns: see detect)
 # CLD2 still writes a few retired ISO 639-1 codes.
 _RENAMED = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "un": UNDETERMINED}
 
@@ -80,29 +84,53 @@ class Reading:
 READABLE_SIGNS = Reading(UNDETERMINED, True)  # no words, only signs the model reads
 
 
-def detect_language(text: str) -> str:
-    """The ISO 639-1 code of the language of the first READ_CHARS characters of `text`, or "und"."""
+class Detected(NamedTuple):
+    language: str  # ISO 639-1 code of the language most of the text is in, or "und"
+    english: float  # share of the text CLD2 found English, 0..1 (a review quoting names, say)
+
+
+def detect(text: str) -> Detected:
+    """The language of the first READ_CHARS characters of `text`, and how much of them is
+    English."""
     head = text[:READ_CHARS]
+    found = _cld2(head)
+    if found.language not in (MODEL_LANGUAGE, UNDETERMINED) and found.english < ENGLISH_ENOUGH:
+        # CLD2 takes a run of names for a language (romanised Japanese ones read as Danish):
+        # asked again without capitalised words, English around the names shows. Only texts
+        # it first calls foreign pay for the second look.
+        unnamed = _cld2(_CAPITALISED.sub(" ", head))
+        if unnamed.language == MODEL_LANGUAGE or unnamed.english >= ENGLISH_ENOUGH:
+            return Detected(MODEL_LANGUAGE, unnamed.english)
+    return found
+
+
+def _cld2(text: str) -> Detected:
     try:
-        _, _, details = pycld2.detect(head)
+        _, _, details = pycld2.detect(text)
     except (pycld2.error, UnicodeEncodeError):  # UnicodeEncodeError: a lone surrogate
         # Cleaned only when CLD2 refuses: scanning every text for those characters would cost
         # about as much as the detection.
         try:
-            _, _, details = pycld2.detect(_CLD2_UNSAFE.sub(" ", head))
+            _, _, details = pycld2.detect(_CLD2_UNSAFE.sub(" ", text))
         except pycld2.error as exc:  # a guess is no reason to fail a request
             logger.debug("language detection failed: %s", exc)
-            return UNDETERMINED
+            return Detected(UNDETERMINED, 0.0)
     code = str(details[0][1]).split("-")[0]
-    return _RENAMED.get(code, code)
+    english = sum(percent for _, found, percent, _ in details if found == MODEL_LANGUAGE) / 100
+    return Detected(_RENAMED.get(code, code), english)
+
+
+def detect_language(text: str) -> str:
+    """The ISO 639-1 code of the language of the first READ_CHARS characters of `text`, or "und"."""
+    return detect(text).language
 
 
 class TextReader:
     """Reads texts with a checkpoint's own pipeline and says whether its model can read them."""
 
-    def __init__(self, pipeline: TextPipeline, detect: Callable[[str], str] = detect_language) -> None:
+    def __init__(self, pipeline: TextPipeline, detector: Callable[[str], Detected] = detect) -> None:
         self.pipeline = pipeline
-        self.detect = detect  # another detector only to compare them (bench/language.py)
+        self.detect = detector  # another detector only to compare them (bench/language.py)
 
     def read(self, text: str) -> Reading:
         """Tokenizes `text` as the service does (`tokenize_kept`) and judges it."""
@@ -121,8 +149,10 @@ class TextReader:
         if not words:
             return READABLE_SIGNS
         share = unknown / words
-        language = self.detect(text)
-        foreign = language not in (MODEL_LANGUAGE, UNDETERMINED)
+        language, english = self.detect(text)
+        # Mostly another language; a text largely English (say, a review full of Japanese
+        # names that CLD2 calls Danish) is read for its English part.
+        foreign = language not in (MODEL_LANGUAGE, UNDETERMINED) and english < ENGLISH_ENOUGH
         if foreign and (unknown or words >= MIN_WORDS_DETECTOR_ALONE):
             return Reading(language, False, "other_language", share)
         if share >= UNKNOWN_SHARE and language != MODEL_LANGUAGE:

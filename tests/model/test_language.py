@@ -79,6 +79,23 @@ def test_a_short_text_of_known_words_needs_more_than_the_detector(reader: TextRe
         assert reader.read(text).readable, text
 
 
+def test_english_full_of_names_is_english(reader: TextReader) -> None:
+    # CLD2 reads runs of romanised Japanese names as Danish (99 %, "reliable"); a second look
+    # without capitalised words finds the English around them.
+    review = ("In Ozu's Tokyo Story, Chishu Ryu and Chieko Higashiyama play Shukichi and Tomi "
+              "Hirayama, visiting Koichi, Shige and Noriko in Tokyo.")
+    assert language.pycld2.detect(review)[2][0][1] == "da"
+    assert reader.read(review).readable
+    # ... while German in Title Case (all its words capitalised) stays German.
+    for german in ("Ich Liebe Diesen Film", "Wir Kommen Gerne Wieder, Alles War Perfekt!"):
+        assert reader.read(german).language == "de" and not reader.read(german).readable
+
+
+def test_a_text_mostly_english_is_read_for_its_english() -> None:
+    found = language.detect("A truly great film with a superb cast. " * 3 + "Der Film war gut.")
+    assert found.language == "en" and found.english >= language.ENGLISH_ENOUGH
+
+
 def test_the_detector_reads_a_bounded_head(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
     real = language.pycld2.detect
