@@ -230,7 +230,7 @@ def test_baseline_is_the_review_with_every_word_unknown(trained: Predictor) -> N
 
 @pytest.mark.parametrize(
     "arch",
-    [{"cell": "lstm"}, {"cell": "rnn", "pooling": "last"}, {"num_classes": 3, "num_layers": 2}],
+    [{"cell": "lstm"}, {"cell": "rnn", "pooling": "last"}, {"labels": ("a", "b", "c"), "num_layers": 2}],
 )
 def test_completeness_on_other_architectures(tmp_path: Path, arch: dict[str, object]) -> None:
     ckpt = build_checkpoint(tmp_path / "ckpt", seed=3, **arch)
