@@ -215,10 +215,18 @@ def serve(
             header_timeout_s=settings.body_timeout_s,
             max_header_bytes=settings.max_header_bytes,
             max_connections=settings.max_connections,
+            write_timeout_s=settings.write_timeout_s,
+            on_refusal=app.state.metrics.observe_refusal,
         ),
     )
     server = DrainingServer(config, app.state.runtime, settings.drain_delay_s, worker=slot is not None)
-    server.run(sockets=None if sock is None else [sock])
+    try:
+        server.run(sockets=None if sock is None else [sock])
+    except SystemExit:
+        # uvicorn exits this way when the app's start-up raised: a replacement worker's failed
+        # warm-up (service/main.py), reported below like any failed start.
+        if server.runtime.status != "failed":
+            raise
     if server.runtime.status == "failed":
         return EXIT_START_FAILED
     return 0 if server.started else 1

@@ -73,7 +73,15 @@ class Settings(BaseSettings):
         default=1000,
         ge=1,
         le=1_000_000,
-        description="Open connections; a request beyond gets 503 (raise RLIMIT_NOFILE to fit).",
+        description="Open connections; a request beyond gets 503 (raise RLIMIT_NOFILE to fit); "
+        "the probes /health and /health/live are answered beyond it (then the connection closes).",
+    )
+    write_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="A connection whose answers are not read (the send buffer stays full) for "
+        "this long is closed.",
     )
     torch_threads: int = Field(
         default=1, ge=0, le=256, description="torch intra-op threads (0 = torch's default)."
@@ -111,7 +119,13 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
     api_key: SecretStr | None = Field(
-        default=None, description="When set, /predict and /model need `Authorization: Bearer`."
+        default=None,
+        description="When set, /predict, /model and /metrics need `Authorization: Bearer`.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without the API key even when API_KEY is set (for a "
+        "scraper inside the cluster that holds no key); the counts include other clients' traffic.",
     )
 
     drain_delay_s: float = Field(

@@ -174,6 +174,15 @@ class Metrics:
             registry=r,
         )
         self._reading_children: dict[tuple[str, str], Any] = {}
+        # Answers the protocol layer writes itself (service/protocol.py): they never reach the
+        # app, so http_requests does not see them. "none" = closed without an answer.
+        self.protocol_refusals = Counter(
+            "protocol_refusals",
+            "Requests or connections refused below the app, by status and error type.",
+            ["status", "type"],
+            namespace=namespace,
+            registry=r,
+        )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._prediction_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._token_children: dict[str, Any] = {}
@@ -203,6 +212,9 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
         self._sample_depth()
+
+    def observe_refusal(self, status: int | None, type: str) -> None:
+        self.protocol_refusals.labels("none" if status is None else str(status), type).inc()
 
     def observe_predictions(
         self, model: str, labels: Sequence[str], confidences: Sequence[float], tokens: Sequence[int]

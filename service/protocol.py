@@ -8,8 +8,18 @@
   refused (431) after `max_header_bytes`, never buffered whole;
 * a connection limit: beyond `max_connections` open connections each request gets 503 with
   `Retry-After` and the connection is closed (uvicorn's own `limit_concurrency` answers in
-  plain text);
-* the answers uvicorn writes itself for malformed HTTP come in the service's one error shape.
+  plain text) -- except the probes (`GET`/`HEAD` of /health and /health/live), which are
+  answered and then the connection closed: a flood of idle connections must not make the
+  orchestrator restart (liveness) or unlist (readiness) a healthy server, and one probe answer
+  costs less than the 503 would;
+* a write deadline: a connection whose answers are not read (the client pipelines requests and
+  never reads, so the send buffer stays full) is aborted after `write_timeout_s`, instead of
+  holding its socket and send buffer for good;
+* the answers uvicorn writes itself for malformed HTTP come in the service's one error shape;
+* every refusal (400, 408, 431, 503, a silent connection closed, a write deadline) is counted
+  through `on_refusal` (the app's metrics) and logged, at most one line per kind every
+  `REFUSAL_LOG_INTERVAL_S` with the count of those not logged, so a flood of refusals is not
+  also a flood of log lines.
 
 h11 (uvicorn's other parser) has a size limit but no header deadline either, and is slower.
 """
@@ -17,6 +27,9 @@ h11 (uvicorn's other parser) has a size limit but no header deadline either, and
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -24,8 +37,50 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from service.errors import error_body, send_json
 from service.middleware import new_request_id
 
+logger = logging.getLogger("service.protocol")
+
 # Connection limit answers carry this; a well-behaved client retries after it.
 RETRY_AFTER_S = 1
+# What an orchestrator probes (deploy/k8s/deployment.yaml): answered beyond the connection cap.
+PROBE_PATHS = frozenset({"/health", "/health/live"})
+PROBE_METHODS = frozenset({"GET", "HEAD"})
+REFUSAL_LOG_INTERVAL_S = 10.0
+
+# (status or None for a close without an answer, error type) -> None; the app's metrics.
+RefusalObserver = Callable[[int | None, str], None]
+
+
+class RefusalLog:
+    """One warning per kind of refusal per `interval_s` at most, carrying how many of that kind
+    were not logged since: under a flood every refusal is counted, few are written."""
+
+    def __init__(self, interval_s: float = REFUSAL_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def refused(self, status: int | None, type: str, message: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(type)
+        if last is not None and now - last < self.interval_s:
+            self._unlogged[type] = self._unlogged.get(type, 0) + 1
+            return
+        self._last[type] = now
+        unlogged = self._unlogged.pop(type, 0)
+        more = f" ({unlogged} more since the last such line)" if unlogged else ""
+        logger.warning(
+            "protocol refused: %s%s",
+            message,
+            more,
+            extra={"status": status, "type": type, "unlogged": unlogged},
+        )
+
+
+REFUSALS = RefusalLog()
+
+
+def _ignore_refusal(status: int | None, type: str) -> None:
+    """The default observer: nothing counts refusals (a protocol built without an app)."""
 
 
 def raw_error(status: int, message: str, *, type: str | None = None, retry_after: int = 0) -> bytes:
@@ -61,6 +116,22 @@ async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
     await send_json(send, 503, body, headers)
 
 
+class _HeadersTooLarge:
+    """The app a request gets whose request line and headers, complete, exceed the limit: they
+    can arrive in one read (up to the event loop's read size) before data_received counts
+    them, so the size is checked again once they are parsed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request_id = new_request_id()
+        message = f"Request headers exceed {self.limit} bytes"
+        body = error_body(431, message, type="headers_too_large", request_id=request_id)
+        headers = [(b"x-request-id", request_id.encode("ascii")), (b"connection", b"close")]
+        await send_json(send, 431, body, headers)
+
+
 # Scope key: how many connections this process had open when the request's headers arrived.
 OPEN_CONNECTIONS = "sentiment.open_connections"
 
@@ -72,11 +143,13 @@ def lone_client(scope: Any) -> bool:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """Configure with `guarded_protocol(...)`, which sets the three limits below."""
+    """Configure with `guarded_protocol(...)`, which sets the limits below."""
 
     header_timeout_s: float = 5.0
     max_header_bytes: int = 65536
     max_connections: int = 1000
+    write_timeout_s: float = 10.0
+    on_refusal: RefusalObserver = staticmethod(_ignore_refusal)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +157,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._reading_headers = True  # from connection start, and after each complete request
         self._header_bytes = 0
+        self._write_timer: asyncio.TimerHandle | None = None
+
+    def _refused(self, status: int | None, type: str, message: str) -> None:
+        self.on_refusal(status, type)
+        REFUSALS.refused(status, type, message)
 
     # -- header deadline -----------------------------------------------------------------
 
@@ -93,6 +171,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_write_timer()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -107,9 +186,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         # Decided per request, like uvicorn's limit_concurrency, but answered in our shape.
         open_connections = len(self.connections)
-        self.app = _over_capacity if open_connections > self.max_connections else self._app
+        over = open_connections > self.max_connections
+        probe = over and self._is_probe()
+        header_bytes = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if header_bytes > self.max_header_bytes:
+            self.app = _HeadersTooLarge(self.max_header_bytes)
+            self._refused(431, "headers_too_large", f"{header_bytes} bytes of headers, in one read")
+        elif over and not probe:
+            self.app = _over_capacity
+            self._refused(503, "too_many_connections", f"{open_connections} connections open")
+        else:
+            self.app = self._app
         self.scope[OPEN_CONNECTIONS] = open_connections  # type: ignore[literal-required]
         super().on_headers_complete()
+        if probe and self.cycle is not None:
+            # Answered, but the connection is not kept: the cap still bounds what stays open.
+            self.cycle.keep_alive = False
+
+    def _is_probe(self) -> bool:
+        # The parser has the method and the URL by now; the scope gets them in super().
+        method = self.parser.get_method().decode("ascii", "replace")
+        path = self.url.partition(b"?")[0]
+        return method in PROBE_METHODS and path.decode("ascii", "replace") in PROBE_PATHS
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
@@ -128,7 +226,37 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_bytes and not answering:
             message = f"Request headers not received within {self.header_timeout_s:g}s"
             self.transport.write(raw_error(408, message, type="request_timeout"))
+            self._refused(408, "request_timeout", message)
+        elif not answering:
+            self._refused(None, "idle_closed", f"nothing received within {self.header_timeout_s:g}s")
         self.transport.close()
+
+    # -- write deadline ------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        # The transport's buffer passed its high-water mark: the kernel's send buffer is full,
+        # so the client has not been reading. It has `write_timeout_s` to catch up.
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_timeout_s, self._write_too_slow)
+
+    def resume_writing(self) -> None:
+        self._cancel_write_timer()
+        super().resume_writing()
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_too_slow(self) -> None:
+        self._write_timer = None
+        if self.transport.is_closing():
+            return
+        message = f"answers not read within {self.write_timeout_s:g}s"
+        self._refused(None, "write_timeout", message)
+        # abort, not close: close would wait to flush what the client is not reading.
+        self.transport.abort()
 
     # -- header size ---------------------------------------------------------------------
 
@@ -146,6 +274,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and not self.transport.is_closing()
         ):
             message = f"Request headers exceed {self.max_header_bytes} bytes"
+            self._refused(431, "headers_too_large", message)
             self._refuse(raw_error(431, message, type="headers_too_large"))
 
     def on_message_complete(self) -> None:
@@ -156,6 +285,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- malformed requests --------------------------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
+        self._refused(400, "bad_request", msg)
         self._refuse(raw_error(400, msg, type="bad_request"))
 
     def _refuse(self, response: bytes) -> None:
@@ -165,9 +295,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def guarded_protocol(
-    header_timeout_s: float, max_header_bytes: int, max_connections: int
+    header_timeout_s: float,
+    max_header_bytes: int,
+    max_connections: int,
+    write_timeout_s: float = 10.0,
+    on_refusal: RefusalObserver = _ignore_refusal,
 ) -> type[GuardedHttpToolsProtocol]:
-    """The protocol class for `uvicorn.Config(http=...)`, with these limits."""
+    """The protocol class for `uvicorn.Config(http=...)`, with these limits; `on_refusal` counts
+    each refusal (the app's `Metrics.observe_refusal`)."""
     return type(
         "GuardedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),
@@ -175,5 +310,7 @@ def guarded_protocol(
             "header_timeout_s": header_timeout_s,
             "max_header_bytes": max_header_bytes,
             "max_connections": max_connections,
+            "write_timeout_s": write_timeout_s,
+            "on_refusal": staticmethod(on_refusal),
         },
     )

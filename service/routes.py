@@ -115,6 +115,8 @@ def _predict_openapi(model: type[PredictRequest]) -> dict[str, Any]:
 def build_router(settings: Settings, request_model: type[PredictRequest]) -> APIRouter:
     router = APIRouter()
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
+    # Per-label counts of everyone's requests are not for anyone who can reach the port.
+    metrics_guard = [] if settings.metrics_public else guarded
     # The try-it page at `/` is public (it holds no data); it asks for the key when one is set.
     router.include_router(build_page_router(api_key_required=settings.api_key is not None))
 
@@ -188,7 +190,11 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
     @router.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+        responses={
+            200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text"},
+            401: _error("Missing or wrong API key (API_KEY set, METRICS_PUBLIC not)"),
+        },
+        dependencies=metrics_guard,
         tags=["operations"],
     )
     async def metrics(metrics: MetricsDep) -> Response:

@@ -112,8 +112,9 @@ def test_beyond_the_connection_limit_requests_get_503_then_recover(live: Any) ->
     held = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(MAX_CONNECTIONS)]
     try:
         time.sleep(0.1)
+        # Any request but a probe (those are answered beyond the cap: test_probes_at_the_cap.py).
         status, headers, body, _ = raw_exchange(
-            port, f"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+            port, f"GET /model HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
         )
         assert_raw_error(status, headers, body, 503)
         assert headers["retry-after"] == "1"
