@@ -270,7 +270,8 @@ def alive(pid: int) -> bool:
 
 def crash_loop(port: int, pid: int, kills: int = 7, wait_s: float = 60.0) -> dict[str, Any]:
     """SIGKILL worker 0's successive replacements `kills` times (each once it has started), then
-    watch /health until it is 200 again: what it said, and whether the server stayed up."""
+    wait for the last replacement and for /health 200: what /health said meanwhile, and
+    whether the server stayed up."""
     known = set(workers_of(pid))
     victim = sorted(known)[0]
     seen: Counter[str] = Counter()
@@ -284,9 +285,10 @@ def crash_loop(port: int, pid: int, kills: int = 7, wait_s: float = 60.0) -> dic
         return status
 
     for kill in range(kills):
+        logger.info("crash loop: SIGKILL %d (%d of %d)", victim, kill + 1, kills)
         os.kill(victim, signal.SIGKILL)
         end = time.monotonic() + wait_s
-        while kill < kills - 1 and time.monotonic() < end:  # the next replacement
+        while time.monotonic() < end:  # the next replacement (after any back-off)
             if not alive(pid):
                 return {"kills": kills, "server_alive": False, "health": dict(seen)}
             look()

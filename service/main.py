@@ -43,6 +43,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.launch()
+        if slot is not None and slot.replacement:
+            # uvicorn listens only once this returns: a worker replacing a dead one takes no
+            # connection before its model is warm (they wait in its socket meanwhile, where a
+            # first start answers 503 loading, as the probes expect).
+            await runtime.wait_started()
+            if runtime.status == "failed":
+                raise RuntimeError(f"start-up failed: {runtime.failure}")
         try:
             yield
         finally:
