@@ -1,0 +1,67 @@
+"""The README's error table against the code: every (status, type) the service can answer is
+listed, and nothing listed is made up. The code's pairs are read from service/*.py: each
+`ApiError`, `raw_error`, `error_body` or `error_response` call with a literal status, and its
+literal `type=` (or the status's default type in service/errors.py)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from service.errors import _TYPES_BY_STATUS
+
+REPO = Path(__file__).resolve().parents[2]
+ERROR_CALLS = {"ApiError", "raw_error", "error_body", "error_response"}
+# Raised by Starlette itself (an unknown path, a wrong method) and shaped by
+# service/errors.py's handler with the status's default type.
+FROM_STARLETTE = {(404, _TYPES_BY_STATUS[404]), (405, _TYPES_BY_STATUS[405])}
+
+
+def code_pairs() -> set[tuple[int, str]]:
+    pairs = set(FROM_STARLETTE)
+    for path in sorted((REPO / "service").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if name not in ERROR_CALLS or not node.args:
+                continue
+            status = node.args[0]
+            if not (isinstance(status, ast.Constant) and isinstance(status.value, int)):
+                continue  # a helper passing a status through (found at its callers)
+            kind = next((k.value for k in node.keywords if k.arg == "type"), None)
+            if kind is None:
+                pairs.add((status.value, _TYPES_BY_STATUS[status.value]))
+            elif isinstance(kind, ast.Constant) and isinstance(kind.value, str):
+                pairs.add((status.value, kind.value))
+    return pairs
+
+
+def readme_pairs() -> set[tuple[int, str]]:
+    text = (REPO / "README.md").read_text()
+    table = text.split("### Errors", 1)[1].split("\n### ", 1)[0]
+    pairs = set()
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) < 3 or not re.fullmatch(r"\d{3}( / \d{3})*", cells[0]):
+            continue
+        statuses = [int(s) for s in cells[0].split(" / ")]
+        types = re.findall(r"`([a-z_]+)`", cells[1])
+        if len(statuses) == len(types):
+            pairs.update(zip(statuses, types, strict=True))
+        else:
+            assert len(statuses) == 1, row  # one status, several types
+            pairs.update((statuses[0], kind) for kind in types)
+    return pairs
+
+
+def test_code_pairs_are_found() -> None:
+    # The scan itself works: a few pairs known to exist, from each kind of call.
+    assert {(400, "invalid_json"), (431, "headers_too_large"), (500, "internal_error")} <= code_pairs()
+
+
+def test_readme_error_table_matches_the_code() -> None:
+    code, readme = code_pairs(), readme_pairs()
+    assert not code - readme, f"answered but not in the README's table: {sorted(code - readme)}"
+    assert not readme - code, f"in the README's table but never answered: {sorted(readme - code)}"
