@@ -50,6 +50,7 @@ SHIPPED = REPO / "artifacts" / "imdb-sentiment"
 # measured every shape there: ~8 ms per 20,000 characters, where plain prose costs ~0.3 ms).
 EXPENSIVE = "!?" * 10_000
 EXPENSIVE_TEXTS = 52  # 52 x 20,000 characters: just under the 1 MiB body limit
+PIPELINE_BURST = 16  # requests sent at once by a pipelining client (the server queues 32)
 
 
 def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, float, dict[str, str]]:
@@ -96,21 +97,27 @@ def probes_at_the_cap(port: int, cap: int) -> dict[str, Any]:
     return found
 
 
-def _pipeline_without_reading(port: int, requests: bytes, stop: threading.Event) -> socket.socket:
+def _pipeline_without_reading(port: int, one: bytes, count: int, stop: threading.Event) -> socket.socket:
+    """A connection that sends `count` copies of the request `one` without reading any answer,
+    in bursts of PIPELINE_BURST (within what the server lets a connection queue)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     sock.connect((HOST, port))
     sock.settimeout(0.2)
+    burst = one * PIPELINE_BURST
 
     def send() -> None:
-        sent = 0
-        while sent < len(requests) and not stop.is_set():
-            try:
-                sent += sock.send(requests[sent : sent + 65536])
-            except TimeoutError:
-                continue  # the server stopped reading (its answers are not being read)
-            except OSError:
-                return  # closed by the server
+        for _ in range(count // PIPELINE_BURST + 1):
+            sent = 0
+            while sent < len(burst) and not stop.is_set():
+                try:
+                    sent += sock.send(burst[sent:])
+                except TimeoutError:
+                    continue  # the server stopped reading (its answers are not being read)
+                except OSError:
+                    return  # closed by the server
+            if stop.wait(0.02):
+                return
 
     threading.Thread(target=send, daemon=True).start()
     return sock
@@ -141,10 +148,9 @@ def unread_answers(
     answer_bytes = len(conn.getresponse().read()) + 200  # and its head
     conn.close()
     one = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
-    # ~16 MB of answers per connection: more than any socket buffers hold.
-    requests = one * (16_000_000 // answer_bytes + 1)
+    count = 16_000_000 // answer_bytes + 1  # ~16 MB of answers: more than socket buffers hold
     stop = threading.Event()
-    socks = [_pipeline_without_reading(port, requests, stop) for _ in range(connections)]
+    socks = [_pipeline_without_reading(port, one, count, stop) for _ in range(connections)]
     started = time.monotonic()
     try:
         time.sleep(0.5)

@@ -12,7 +12,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
-from service.errors import ApiError, validation_error
+from service.errors import MAX_DETAILS, ApiError, validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,12 +103,43 @@ def validate(model: type[M], data: Any) -> M:
             type="validation_error",
             details=[{"field": "body", "message": "must be a JSON object", "type": "model_type"}],
         )
+    refused = _shape_errors(model, data)
+    if refused is not None:
+        errors, total = refused
+        raise validation_error(errors, total=total)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(
             exc.errors(include_url=False, include_input=False), total=exc.error_count()
         ) from None
+
+
+def _shape_errors(model: type[BaseModel], data: dict[str, Any]) -> tuple[list[dict[str, Any]], int] | None:
+    """The errors of unknown keys, or of a list over its field's max_length, found without
+    pydantic, or None. pydantic validates every item of a list before its length, and builds
+    every error it finds before reporting: a 1 MB body of 100,000 unknown keys took 1.4 s of
+    the event loop and 67 MB, 200,000 one-letter `texts` 0.2 s. Linear and cheap here (the
+    answer is the same 422, with the first MAX_DETAILS of the errors)."""
+    fields = model.model_fields
+    if model.model_config.get("extra") == "forbid":
+        unknown = [key for key in data if key not in fields]
+        if unknown:
+            errors = [
+                {"loc": (key,), "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+                for key in unknown[:MAX_DETAILS]
+            ]
+            return errors, len(unknown)
+    for name, field in fields.items():
+        value = data.get(name)
+        if not isinstance(value, list):
+            continue
+        for constraint in field.metadata:
+            limit = getattr(constraint, "max_length", None)
+            if limit is not None and len(value) > limit:
+                message = f"List should have at most {limit} items after validation, not {len(value)}"
+                return [{"loc": (name,), "msg": message, "type": "too_long"}], 1
+    return None
 
 
 def reject_nul(texts: list[str], single: bool) -> None:

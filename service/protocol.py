@@ -15,6 +15,9 @@
 * a write deadline: a connection whose answers are not read (the client pipelines requests and
   never reads, so the send buffer stays full) is aborted after `write_timeout_s`, instead of
   holding its socket and send buffer for good;
+* a pipelining limit: a connection with more than MAX_PIPELINED requests queued behind the one
+  being answered is aborted (each queued request holds memory, and one read may hold
+  thousands);
 * the answers uvicorn writes itself for malformed HTTP come in the service's one error shape;
 * every refusal (400, 408, 431, 503, a silent connection closed, a write deadline) is counted
   through `on_refusal` (the app's metrics) and logged, at most one line per kind every
@@ -45,6 +48,11 @@ RETRY_AFTER_S = 1
 PROBE_PATHS = frozenset({"/health", "/health/live"})
 PROBE_METHODS = frozenset({"GET", "HEAD"})
 REFUSAL_LOG_INTERVAL_S = 10.0
+# Requests queued behind the one being answered on a connection. httptools parses a whole read
+# (up to 256 KB) at once, and every pipelined request in it became a queued request object:
+# 20 connections sending 256 KB of minimal requests took 132 MB. Browsers do not pipeline;
+# a client that queues more than this is cut off.
+MAX_PIPELINED = 32
 
 # (status or None for a close without an answer, error type) -> None; the app's metrics.
 RefusalObserver = Callable[[int | None, str], None]
@@ -77,6 +85,21 @@ class RefusalLog:
 
 
 REFUSALS = RefusalLog()
+
+
+class _PipelineTooDeep(Exception):
+    """Raised from a parser callback to stop httptools parsing the rest of a read."""
+
+
+class _UvicornRefusalLines(logging.Filter):
+    """uvicorn logs a line per malformed request; this module counts and logs them itself, a
+    flood of them in a few lines (RefusalLog), so uvicorn's own line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."
+
+
+logging.getLogger("uvicorn.error").addFilter(_UvicornRefusalLines())
 
 
 def _ignore_refusal(status: int | None, type: str) -> None:
@@ -158,6 +181,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_headers = True  # from connection start, and after each complete request
         self._header_bytes = 0
         self._write_timer: asyncio.TimerHandle | None = None
+        self._too_deep = False
 
     def _refused(self, status: int | None, type: str, message: str) -> None:
         self.on_refusal(status, type)
@@ -181,6 +205,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm_header_timer()
 
     def on_headers_complete(self) -> None:
+        if len(self.pipeline) >= MAX_PIPELINED:
+            self._too_deep = True
+            raise _PipelineTooDeep
         self._cancel_header_timer()
         self._reading_headers = False
         self._header_bytes = 0
@@ -285,6 +312,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- malformed requests --------------------------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
+        if self._too_deep:  # not malformed: ours (on_headers_complete) stopped the parser
+            message = f"more than {MAX_PIPELINED} requests pipelined on one connection"
+            self._refused(None, "pipeline_too_deep", message)
+            self._cancel_header_timer()
+            # No answer: one written now would land amid the answers still being written.
+            self.transport.abort()
+            return
         self._refused(400, "bad_request", msg)
         self._refuse(raw_error(400, msg, type="bad_request"))
 
