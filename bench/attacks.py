@@ -3,6 +3,8 @@ real server started from DIR's code (default: this checkout), one figure each, s
 measured against the code before it (`git archive main | tar -x -C /tmp/before`, then
 `--repo /tmp/before`).
 
+* one long word: a 24 KB request of one 8,000-letter ligature word (NFKC: 32,000 letters), and
+  one of a 20,000-letter ASCII word, while /health/live is probed: seconds, worker peak memory;
 * probes at the cap: MAX_CONNECTIONS=40 held by 120 idle connections, then /health and
   /health/live on fresh connections: status and seconds;
 * unread answers: 4 connections pipeline requests for ~16 MB of answers each (/openapi.json)
@@ -199,6 +201,54 @@ def deadline(url: str, clients: int = 8) -> dict[str, Any]:
     }
 
 
+def _peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def one_long_word(url: str, pid: int, word: str) -> dict[str, Any]:
+    """One /predict of a single long word (WORKERS=1: `pid` is the worker) while /health/live
+    is probed with a 1 s timeout: seconds, worker peak memory growth, probes that failed."""
+    before = psutil.Process(pid).memory_info().rss
+
+    async def run() -> tuple[float, int, int]:
+        failed = probes = 0
+        done = asyncio.Event()
+
+        async def probe() -> None:
+            nonlocal failed, probes
+            async with httpx.AsyncClient(base_url=url, timeout=1.0) as client:
+                while not done.is_set():
+                    probes += 1
+                    try:
+                        if (await client.get("/health/live")).status_code != 200:
+                            failed += 1
+                    except httpx.TransportError:
+                        failed += 1
+                    await asyncio.sleep(0.1)
+
+        async def post() -> float:
+            async with httpx.AsyncClient(timeout=60) as client:
+                started = time.monotonic()
+                await client.post(f"{url}/predict", json={"text": word})
+                seconds = time.monotonic() - started
+            done.set()
+            return seconds
+
+        seconds, _ = await asyncio.gather(post(), probe())
+        return seconds, failed, probes
+
+    seconds, failed, probes = asyncio.run(run())
+    return {
+        "seconds": round(seconds, 2),
+        "peak_mb_added": round((_peak_rss(pid) - before) / 2**20, 1),
+        "probes_failed": f"{failed} of {probes}",
+    }
+
+
 def workers_of(pid: int) -> list[int]:
     return [child.pid for child in psutil.Process(pid).children()]
 
@@ -323,6 +373,9 @@ def crash_loop(port: int, pid: int, kills: int = 7, wait_s: float = 60.0) -> dic
 def run_all(repo: Path, model_dir: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     quiet = {"LOG_LEVEL": "WARNING"}
+    with Server(model_dir, {**quiet, "WORKERS": "1"}, repo=repo) as server:
+        found["ligature_word"] = one_long_word(server.url, server.pid, "\ufdf2" * 8000)
+        found["ascii_word"] = one_long_word(server.url, server.pid, "a" * 20_000)
     with Server(model_dir, {**quiet, "WORKERS": "1", "MAX_CONNECTIONS": "40"}, repo=repo) as server:
         found["probes_at_the_cap"] = probes_at_the_cap(server.port, 40)
     with Server(model_dir, {**quiet, "WORKERS": "1", "WRITE_TIMEOUT_S": "2"}, repo=repo) as server:

@@ -23,7 +23,8 @@ recurrent network loaded from a checkpoint (the same text pipeline as training).
 
 * Every non-2xx answer has one shape: `{"error": {"type", "message", "request_id", "details"?}}`.
 * Send `X-Request-ID` to correlate logs; one is generated (and echoed) otherwise.
-* When `API_KEY` is set, `/predict` and `/model` need `Authorization: Bearer <key>`.
+* When `API_KEY` is set, `/predict`, `/model` and `/metrics` (unless `METRICS_PUBLIC`) need
+  `Authorization: Bearer <key>`.
 """
 
 

@@ -88,6 +88,17 @@ def test_probes() -> None:
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60, "allow a minute to load"
 
 
+def test_probes_are_answered_beyond_the_connection_cap() -> None:
+    # httpGet probes are GETs; the protocol layer answers these paths even when MAX_CONNECTIONS
+    # connections are open (service/protocol.py), so a connection flood cannot fail them.
+    from service.protocol import PROBE_METHODS, PROBE_PATHS
+
+    container = _container()
+    assert "GET" in PROBE_METHODS
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] in PROBE_PATHS, probe
+
+
 def test_one_worker_per_cpu_of_the_limit() -> None:
     resources = _container()["resources"]
     for kind in ("requests", "limits"):
