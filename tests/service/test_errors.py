@@ -245,10 +245,10 @@ async def test_explain_without_the_module_is_501(
 # -- 401 / 404 / 405 ----------------------------------------------------------------------------
 
 
-async def test_api_key_guards_predict_and_model_only(app_factory: Callable[..., FastAPI]) -> None:
+async def test_api_key_guards_predict_model_and_metrics(app_factory: Callable[..., FastAPI]) -> None:
     good = {"Authorization": "Bearer s3cret"}
     async with running(app_factory(api_key="s3cret")) as client:
-        for path in ("/predict", "/model"):
+        for path in ("/predict", "/model", "/metrics"):
             method = client.post if path == "/predict" else client.get
             kwargs: dict[str, Any] = {"json": {"text": "ok"}} if path == "/predict" else {}
             assert_error(await method(path, **kwargs), 401, "unauthorized")
@@ -258,8 +258,14 @@ async def test_api_key_guards_predict_and_model_only(app_factory: Callable[..., 
             basic = await method(path, headers={"Authorization": "Basic czNjcmV0"}, **kwargs)
             assert_error(basic, 401)
             assert (await method(path, headers=good, **kwargs)).status_code == 200
-        for path in ("/health", "/health/live", "/metrics"):
+        for path in ("/health", "/health/live"):  # probes never need the key
             assert (await client.get(path)).status_code == 200
+
+
+async def test_metrics_public_leaves_only_metrics_open(app_factory: Callable[..., FastAPI]) -> None:
+    async with running(app_factory(api_key="s3cret", metrics_public=True)) as client:
+        assert (await client.get("/metrics")).status_code == 200
+        assert_error(await client.get("/model"), 401, "unauthorized")
 
 
 async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None:
