@@ -4,6 +4,8 @@ call patched from the environment, for process-level tests:
     SLOW_BATCH_S=0.05   every model call first sleeps this long (to hold requests in flight)
     BROKEN_MODEL=1      every model call raises (so the warm-up fails)
     EXPLAIN_S_PER_TOKEN=0.004   every explanation call first sleeps this long per token
+    HUGE_OPENAPI_BYTES=8000000  /openapi.json carries this much padding (one answer larger
+                                than any socket buffers, for the write deadline)
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
+
+from fastapi import FastAPI
 
 from service import __main__ as entry
 from service.inference import Explainer, SentimentModel
@@ -18,8 +23,10 @@ from service.inference import Explainer, SentimentModel
 DELAY = float(os.environ.get("SLOW_BATCH_S", "0"))
 BROKEN = os.environ.get("BROKEN_MODEL") == "1"
 EXPLAIN_DELAY = float(os.environ.get("EXPLAIN_S_PER_TOKEN", "0"))
+PADDING = int(os.environ.get("HUGE_OPENAPI_BYTES", "0"))
 _predict = SentimentModel.predict
 _explain = Explainer.explain
+_openapi = FastAPI.openapi
 
 
 def _patched_predict(self: SentimentModel, batch: list[list[int]]) -> list[list[float]]:
@@ -34,7 +41,15 @@ def _patched_explain(self: Explainer, items: list[tuple[str, int]]) -> list[list
     return _explain(self, items)
 
 
+def _padded_openapi(self: FastAPI) -> dict[str, Any]:
+    schema = _openapi(self)
+    schema["x-padding"] = "a" * PADDING
+    return schema
+
+
 SentimentModel.predict = _patched_predict  # type: ignore[method-assign]
+if PADDING:
+    FastAPI.openapi = _padded_openapi  # type: ignore[method-assign]
 Explainer.explain = _patched_explain  # type: ignore[method-assign]
 
 if __name__ == "__main__":
