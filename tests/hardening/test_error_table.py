@@ -1,7 +1,8 @@
 """The README's error table against the code: every (status, type) the service can answer is
 listed, and nothing listed is made up. The code's pairs are read from service/*.py: each
 `ApiError`, `raw_error`, `error_body` or `error_response` call with a literal status, and its
-literal `type=` (or the status's default type in service/errors.py)."""
+`type=` (a literal, or a module-level string constant of service/ or model/; else the status's
+default type in service/errors.py)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,27 @@ ERROR_CALLS = {"ApiError", "raw_error", "error_body", "error_response"}
 FROM_STARLETTE = {(404, _TYPES_BY_STATUS[404]), (405, _TYPES_BY_STATUS[405])}
 
 
+def string_constants(trees: list[ast.Module]) -> dict[str, str]:
+    """Module-level `NAME = "text"` assignments: an error type may be passed by name."""
+    found = {}
+    for tree in trees:
+        for node in tree.body:
+            if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)):
+                continue
+            value = node.value.value
+            for target in node.targets:
+                if isinstance(value, str) and isinstance(target, ast.Name):
+                    found[target.id] = value
+    return found
+
+
 def code_pairs() -> set[tuple[int, str]]:
     pairs = set(FROM_STARLETTE)
-    for path in sorted((REPO / "service").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+    trees = [ast.parse(path.read_text()) for path in sorted((REPO / "service").glob("*.py"))]
+    trees += [ast.parse(path.read_text()) for path in sorted((REPO / "model").glob("*.py"))]
+    names = string_constants(trees)
+    for tree in trees:
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", getattr(node.func, "attr", None))
@@ -35,6 +53,8 @@ def code_pairs() -> set[tuple[int, str]]:
                 pairs.add((status.value, _TYPES_BY_STATUS[status.value]))
             elif isinstance(kind, ast.Constant) and isinstance(kind.value, str):
                 pairs.add((status.value, kind.value))
+            elif isinstance(kind, ast.Name) and kind.id in names:
+                pairs.add((status.value, names[kind.id]))
     return pairs
 
 
