@@ -72,7 +72,7 @@ RUN set -eu; \
 
 # The checkpoint, readable by the non-root user whatever its modes in the working tree
 # (safetensors writes 0600); staged here because COPY --chmod needs BuildKit.
-COPY artifacts/imdb-sentiment/ /opt/checkpoint/
+COPY artifacts/review-sentiment/ /opt/checkpoint/
 RUN chmod -R u=rwX,go=rX /opt/checkpoint
 
 # ---------------------------------------------------------------------------- runtime
@@ -84,7 +84,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin app
 
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/checkpoint/ /app/artifacts/imdb-sentiment/
+COPY --from=builder /opt/checkpoint/ /app/artifacts/review-sentiment/
 
 # Everything the service reads is configurable with `docker run -e NAME=value`.
 # WORKERS is left to the service: one worker per CPU the container may use (`--cpus`, the
@@ -95,7 +95,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/app \
     HOST=0.0.0.0 \
     PORT=8000 \
-    MODEL_DIR=/app/artifacts/imdb-sentiment \
+    MODEL_DIR=/app/artifacts/review-sentiment \
     TORCH_THREADS=1
 
 WORKDIR /app

@@ -28,7 +28,7 @@ logger = logging.getLogger("bench.ab")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", type=Path, required=True, help="the other checkout (before)")
-    p.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "imdb-sentiment")
+    p.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "review-sentiment")
     p.add_argument("--data", type=Path, help="IMDB reviews (else generated text)")
     p.add_argument("--reviews", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=64)

@@ -47,7 +47,7 @@ from bench.server import HOST, REPO, Server
 
 logger = logging.getLogger("bench.attacks")
 
-SHIPPED = REPO / "artifacts" / "imdb-sentiment"
+SHIPPED = REPO / "artifacts" / "review-sentiment"
 # The text shape that costs the tokenizer most per character (tests/hardening/test_text_costs.py
 # measured every shape there: ~8 ms per 20,000 characters, where plain prose costs ~0.3 ms).
 EXPENSIVE = "!?" * 10_000

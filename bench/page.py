@@ -29,7 +29,7 @@ from bench.server import REPO, Server
 
 logger = logging.getLogger("bench.page")
 
-DEFAULT_MODEL = REPO / "artifacts" / "imdb-sentiment"
+DEFAULT_MODEL = REPO / "artifacts" / "review-sentiment"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "aclImdb_train.tar.gz"
 # Quiet, offline, unprivileged: no sandbox (root in CI), no GPU, nothing fetched in the background.
 CHROMIUM_ARGS = [

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data", type=Path, default=DEFAULT_DATA, help="aclImdb .tar.gz (generated text if missing)"
     )
-    p.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "imdb-sentiment")
+    p.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "review-sentiment")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=6.0, help="seconds per level")
     p.add_argument("--reviews", type=int, default=2000)

@@ -1,6 +1,6 @@
 """python -m bench.soak --minutes N [--rate R]: a soak test of the real server.
 
-Starts `python -m service` with the shipped model (artifacts/imdb-sentiment unless --model-dir),
+Starts `python -m service` with the shipped model (artifacts/review-sentiment unless --model-dir),
 measures its capacity with a short closed-loop burst (unless --rate is given), then drives steady
 OPEN-LOOP load at --utilisation (default 70%) of that capacity for N minutes, with real IMDB
 reviews from ../shared/data/aclImdb_train.tar.gz when present (generated text otherwise).
@@ -48,7 +48,7 @@ from bench.server import HOST, REPO, Server, service_default
 logger = logging.getLogger("bench.soak")
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "aclImdb_train.tar.gz"
-DEFAULT_MODEL = REPO / "artifacts" / "imdb-sentiment"
+DEFAULT_MODEL = REPO / "artifacts" / "review-sentiment"
 DEFAULT_OUT = REPO / "bench" / "results" / "soak.json"
 CLIENT_TIMEOUT_S = 30.0
 P99_RATIO = 1.5

@@ -110,7 +110,7 @@ def long_word_us(lookup: Callable[[str], str | None], word: str, runs: int = 5) 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "imdb-sentiment")
+    parser.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "review-sentiment")
     parser.add_argument("--typos", type=int, default=400)
     parser.add_argument("--prefix-length", type=int, default=7, help="symspellpy's (its default: 7)")
     parser.add_argument("--seed", type=int, default=18)

@@ -33,7 +33,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 VOCAB = "vocab.json"
 MANIFEST = "manifest.json"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "artifacts" / "imdb-sentiment"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "artifacts" / "review-sentiment"
 
 
 class CheckpointError(RuntimeError):

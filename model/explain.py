@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         metavar="DIR",
         default=None,
-        help="checkpoint directory (default: the shipped model, artifacts/imdb-sentiment)",
+        help="checkpoint directory (default: the shipped model, artifacts/review-sentiment)",
     )
     p.add_argument("--html", metavar="FILE", default=None, help="also write an HTML page to FILE")
     p.add_argument(

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     )
 
     model_dir: Path | None = Field(
-        default=None, description="Checkpoint directory; unset = artifacts/imdb-sentiment."
+        default=None, description="Checkpoint directory; unset = artifacts/review-sentiment."
     )
     host: str = Field(
         default="127.0.0.1", min_length=1, description="Interface to bind (0.0.0.0 in containers)."

@@ -327,7 +327,7 @@ class PredictResponse(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "model": "imdb-sentiment@3f2a9c1b7d4e",
+                    "model": "review-sentiment@3f2a9c1b7d4e",
                     "predictions": [
                         {
                             "label": "positive",

@@ -68,11 +68,11 @@ def test_runtime_stage() -> None:
     healthcheck = keywords["HEALTHCHECK"]
     assert "/health" in healthcheck and "curl" not in healthcheck
     env = " ".join(args for k, args in final if k == "ENV")
-    assert "MODEL_DIR=/app/artifacts/imdb-sentiment" in env
+    assert "MODEL_DIR=/app/artifacts/review-sentiment" in env
     assert "HOST=0.0.0.0" in env
     # The checkpoint comes from artifacts/ (via the builder stage, for its file modes).
     copies = " ".join(args for k, args in _instructions() if k == "COPY")
-    assert "artifacts/imdb-sentiment/" in copies
+    assert "artifacts/review-sentiment/" in copies
     # Nothing for training or development in the runtime install.
     text = DOCKERFILE.read_text()
     assert "[train" not in text and "[dev" not in text and "-e ." not in text
@@ -97,7 +97,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
     ]
     assert lines[0] == "*", "allowlist: everything excluded unless re-included"
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert {"pyproject.toml", "model", "service", "artifacts/imdb-sentiment"} <= included
+    assert {"pyproject.toml", "model", "service", "artifacts/review-sentiment"} <= included
     assert "deploy/slim-venv.sh" in included
     assert not included & {".venv", ".git", "tests", "bench"}
     # The staging dir the test script fills is in the context, but never in git.

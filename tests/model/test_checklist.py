@@ -167,7 +167,7 @@ def assert_report_shape(report: Report, suite: list[Test]) -> None:
 def test_a_small_run_against_the_shipped_model() -> None:
     suite = build_suite(max_cases=4)
     report = run_suite(suite, PredictorScorer())
-    assert report.model.startswith("imdb-sentiment@")
+    assert report.model.startswith("review-sentiment@")
     assert_report_shape(report, suite)
 
 
@@ -179,7 +179,7 @@ def test_the_cli_prints_json_and_a_table(capsys: pytest.CaptureFixture[str]) -> 
     assert set(body["tests"][0]) == {"name", "kind", "n", "failures", "failure_rate", "examples"}
     assert main(["--max-cases", "2"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("model: imdb-sentiment@") and table[-1].startswith("overall")
+    assert table[0].startswith("model: review-sentiment@") and table[-1].startswith("overall")
     assert len(table) == 2 + len(body["tests"]) + 1
 
 

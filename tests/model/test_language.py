@@ -19,7 +19,7 @@ from model.language import (
     present,
 )
 
-SHIPPED = Path(__file__).resolve().parents[2] / "artifacts" / "imdb-sentiment"
+SHIPPED = Path(__file__).resolve().parents[2] / "artifacts" / "review-sentiment"
 # Whatever the vocabulary, these scripts hold no word an English model knows.
 OTHER_SCRIPTS = {"ru", "uk", "bg", "el", "ar", "he", "fa", "hi", "bn", "th", "zh", "ja", "ko"}
 PREDICTION = {"label": "positive", "confidence": 0.9, "probabilities": {"negative": 0.1, "positive": 0.9}}

@@ -21,7 +21,7 @@ from service.config import Settings
 from service.metrics import Metrics
 from tests.service.conftest import assert_error, running
 
-SHIPPED = Path(__file__).resolve().parents[2] / "artifacts" / "imdb-sentiment"
+SHIPPED = Path(__file__).resolve().parents[2] / "artifacts" / "review-sentiment"
 READABLE = [
     "A moving, beautifully acted film. I loved every minute of it.",
     "👍👍",

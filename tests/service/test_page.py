@@ -24,7 +24,7 @@ from service.page import API_KEY_MARKER, CONTENT_SECURITY_POLICY
 from tests.service.conftest import assert_error, running
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "artifacts" / "imdb-sentiment"
+SHIPPED = REPO / "artifacts" / "review-sentiment"
 STATIC = REPO / "service" / "static"
 
 # ------------------------------------------------------------------ served in-process
