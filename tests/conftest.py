@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import random
 from pathlib import Path
 
@@ -78,3 +79,10 @@ def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("ckpt") / "tiny"
     build_checkpoint(directory)
     return directory
+
+
+def reinitialised(ckpt: Checkpoint, seed: int = 0) -> Checkpoint:
+    """`ckpt` with fresh random weights: its architecture, text pipeline, labels and temperature.
+    What a quality gate must refuse: a gate this passes measures nothing."""
+    torch.manual_seed(seed)
+    return dataclasses.replace(ckpt, model=SentimentRNN(ckpt.model.config).eval(), sha256="")

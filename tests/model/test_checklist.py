@@ -25,6 +25,10 @@ from model.checklist import (
     run_suite,
     typo,
 )
+from model.checkpoint import DEFAULT_CHECKPOINT
+from model.predictor import Predictor
+from tests.conftest import reinitialised
+from tests.model.shipped_gates import CHECKLIST_SMALL_RUN_CEILINGS
 
 
 def fake_scorer(table: dict[str, float], calls: list[list[str]]):  # type: ignore[no-untyped-def]
@@ -164,11 +168,27 @@ def assert_report_shape(report: Report, suite: list[Test]) -> None:
     assert 0.0 <= report.overall_failure_rate <= 1.0
 
 
+def small_run_over_ceilings(report: Report) -> dict[str, float]:
+    rates = {"overall": report.overall_failure_rate, **{t.name: t.failure_rate for t in report.tests}}
+    ceilings = CHECKLIST_SMALL_RUN_CEILINGS
+    return {name: rates[name] for name, ceiling in ceilings.items() if rates[name] > ceiling}
+
+
 def test_a_small_run_against_the_shipped_model() -> None:
     suite = build_suite(max_cases=4)
     report = run_suite(suite, PredictorScorer())
-    assert report.model.startswith("review-sentiment@")
+    assert report.model.startswith(f"{DEFAULT_CHECKPOINT.name}@")
     assert_report_shape(report, suite)
+    assert not small_run_over_ceilings(report), report.to_dict()
+
+
+def test_the_small_run_ceilings_refuse_a_random_model() -> None:
+    suite = build_suite(max_cases=4)
+    scorer = PredictorScorer()
+    scorer.predictor = Predictor(reinitialised(scorer.predictor.checkpoint))
+    report = run_suite(suite, scorer)
+    assert_report_shape(report, suite)
+    assert small_run_over_ceilings(report)
 
 
 def test_the_cli_prints_json_and_a_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -179,7 +199,7 @@ def test_the_cli_prints_json_and_a_table(capsys: pytest.CaptureFixture[str]) -> 
     assert set(body["tests"][0]) == {"name", "kind", "n", "failures", "failure_rate", "examples"}
     assert main(["--max-cases", "2"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("model: review-sentiment@") and table[-1].startswith("overall")
+    assert table[0].startswith(f"model: {DEFAULT_CHECKPOINT.name}@") and table[-1].startswith("overall")
     assert len(table) == 2 + len(body["tests"]) + 1
 
 

@@ -1,10 +1,12 @@
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from model.checkpoint import (
     CONFIG,
@@ -146,3 +148,113 @@ def test_interrupted_write_leaves_the_old_checkpoint(
         save_checkpoint(ckpt, directory)
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temp dir left behind
+
+
+# -- each load-time check, on a checkpoint whose manifest vouches for the planted fault ----------
+
+
+def _edit_weights(directory: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> None:
+    state = load_file(str(directory / WEIGHTS))
+    edit(state)
+    save_file(state, str(directory / WEIGHTS), metadata={"format_version": "1"})
+    _refresh_manifest(directory)
+
+
+def _edit_config(directory: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    config = json.loads((directory / CONFIG).read_text())
+    edit(config)
+    (directory / CONFIG).write_text(json.dumps(config))
+    _refresh_manifest(directory)
+
+
+def _set_value(name: str, value: float) -> Callable[[dict[str, torch.Tensor]], None]:
+    def edit(state: dict[str, torch.Tensor]) -> None:
+        state[name][0] = value  # one value of many: the check must look at all of them
+
+    return edit
+
+
+def _rename(old: str, new: str) -> Callable[[dict[str, torch.Tensor]], None]:
+    def edit(state: dict[str, torch.Tensor]) -> None:
+        state[new] = state.pop(old)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set_value("classifier.bias", float("nan")), "classifier.bias holds NaN or infinite values"),
+        (_set_value("rnn.weight_hh_l0", float("inf")), "rnn.weight_hh_l0 holds NaN or infinite values"),
+        (_set_value("embedding.weight", float("-inf")), "embedding.weight holds NaN or infinite"),
+        (
+            _rename("classifier.weight", "head.weight"),
+            r"weights don't match the architecture \(missing \['classifier.weight'\], "
+            r"unexpected \['head.weight'\]\)",
+        ),
+        (
+            _rename("rnn.bias_hh_l0", "rnn.bias_hh_l1"),
+            r"weights don't match the architecture \(missing \['rnn.bias_hh_l0'\], "
+            r"unexpected \['rnn.bias_hh_l1'\]\)",
+        ),
+    ],
+    ids=["nan", "inf", "minus-inf", "renamed-tensor", "tensor-of-another-layer"],
+)
+def test_weights_that_are_not_numbers_or_not_the_architectures_are_refused(
+    tiny_checkpoint_dir: Path,
+    tmp_path: Path,
+    edit: Callable[[dict[str, torch.Tensor]], None],
+    message: str,
+) -> None:
+    directory = _copy(tiny_checkpoint_dir, tmp_path)
+    _edit_weights(directory, edit)
+    with pytest.raises(CheckpointError, match=f"model.safetensors: {message}"):
+        load_checkpoint(directory)
+
+
+def _labels(labels: list[str]) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        config["labels"] = labels
+
+    return edit
+
+
+def _temperature(value: float) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        config["temperature"] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_labels(["negative", "neutral", "positive"]), "3 labels for 2 classes"),
+        (_labels(["positive"]), "1 labels for 2 classes"),
+        (_temperature(0.0), "temperature must be > 0"),
+        (_temperature(-1.3), "temperature must be > 0"),
+        (_temperature(float("nan")), "temperature must be > 0"),
+    ],
+    ids=["three-labels", "one-label", "zero-temperature", "negative-temperature", "nan-temperature"],
+)
+def test_labels_that_miss_the_classes_and_a_temperature_not_above_zero_are_refused(
+    tiny_checkpoint_dir: Path,
+    tmp_path: Path,
+    edit: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    directory = _copy(tiny_checkpoint_dir, tmp_path)
+    _edit_config(directory, edit)
+    with pytest.raises(CheckpointError, match=f"config.json: {message}"):
+        load_checkpoint(directory)
+
+
+def test_the_checks_refuse_the_fault_and_not_the_checkpoint(
+    tiny_checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    # The same edits with sound values load: the tests above fail on the fault they plant.
+    directory = _copy(tiny_checkpoint_dir, tmp_path)
+    _edit_weights(directory, _set_value("classifier.bias", 0.25))
+    _edit_config(directory, _temperature(0.5))
+    loaded = load_checkpoint(directory)
+    assert loaded.temperature == 0.5 and loaded.model.classifier.bias[0].item() == 0.25
