@@ -56,10 +56,13 @@ AFFIRMED_FRAMES = (
 OBJECTS = ("it", "this", "them", "this one", "the product", "this place", "this film", "the app")
 CONTRAST = ("{a} , but {b}", "{a} but {b}", "although {a} , {b}", "{a} ; however , {b}",
             "{a} , yet {b}", "even though {a} , {b}")
+# Each mark must tokenize to a token of its own polarity: "a+" reads as the article `a` and
+# "!" is emphasis of either polarity, so labelling them positive taught the model that
+# everyday tokens are praise (tests/model/test_augment.py checks every mark).
 MARKS = {
     POS: ("👍", "😀", "😃", "😄", "😊", "😍", "🥰", "❤", "💯", "👏", "🙂", "😁", "🤩", "⭐",
           ":)", ":-)", ":d", ";)", "<3", "=)", "10/10", "9/10", "5/5", "five stars", "5 stars",
-          "4.5/5", "4 stars", "a+", "!"),
+          "4.5/5", "4 stars"),
     NEG: ("👎", "😡", "😠", "😞", "😢", "😭", "🤮", "🤢", "😒", "💩", "🙁", "☹", "😩", "😤",
           ":(", ":-(", ":'(", ">:(", "</3", "0/10", "1/10", "2/10", "1/5", "one star", "1 star",
           "zero stars", "2/5", "half a star"),

@@ -1,6 +1,7 @@
 from model.augment import MARKS, NEG, POS, augment, negation_examples, short_phrases
 from model.data import Example
 from model.text import tokenize
+from tests.conftest import NEUTRAL_WORDS
 
 PHRASES = [Example(t, POS) for t in ("charming", "a delight", "well made", "funny and warm")] + [
     Example(t, NEG) for t in ("dull", "a mess", "badly acted", "boring and long")
@@ -32,11 +33,19 @@ def test_negation_flips_the_label_and_keeps_the_affirmative_twin() -> None:
 
 
 def test_marks_tokenize_to_tokens_the_model_can_learn() -> None:
+    # A mark teaches its label only through a token that carries it: not a word or punctuation
+    # mark that neutral text is full of, and not a token the other label's marks give.
+    everyday = set(tokenize(" ".join(NEUTRAL_WORDS) + " . , ! ? ; : - ' ( )"))
+    given = {label: {token for mark in marks for token in tokenize(mark)} for label, marks in MARKS.items()}
+    without_a_cue = []
     for label, marks in MARKS.items():
-        for mark in marks:
-            tokens = tokenize(mark)
-            assert tokens, mark
-            assert label in (NEG, POS)
+        others = set().union(*(tokens for other, tokens in given.items() if other != label))
+        without_a_cue += [
+            f"{mark!r} ({label}) -> {tokenize(mark)}"
+            for mark in marks
+            if not set(tokenize(mark)) - everyday - others
+        ]
+    assert not without_a_cue
     assert tokenize("5/5") == ["<rating_5>"] and tokenize("0/10") == ["<rating_1>"]
 
 
