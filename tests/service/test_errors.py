@@ -12,6 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from model.explain import explain_batch
+from service.inference import load_explain_fn
 from tests.service.conftest import BASE_URL, assert_error, running
 
 pytestmark = pytest.mark.anyio
@@ -225,7 +227,7 @@ async def test_many_bad_items_give_a_bounded_error(app_factory: Callable[..., Fa
 
 
 async def test_too_many_texts_to_explain_is_422(app_factory: Callable[..., FastAPI]) -> None:
-    pytest.importorskip("model.explain")
+    assert load_explain_fn() is explain_batch  # the service uses the project's own module
     async with running(app_factory(max_explain_texts=2)) as client:
         response = await client.post("/predict", json={"texts": ["a", "b", "c"], "explain": True})
     assert assert_error(response, 422)["details"][0]["field"] == "texts"

@@ -11,8 +11,10 @@ import pytest
 from fastapi import FastAPI
 
 from model.checkpoint import load_checkpoint
+from model.explain import explain_batch
 from model.predictor import Predictor
 from model.rnn import parameter_summary
+from service.inference import load_explain_fn
 from tests.conftest import synthetic_reviews
 from tests.service.conftest import running
 
@@ -212,7 +214,7 @@ async def test_openapi_and_docs(app_factory: Callable[..., FastAPI]) -> None:
 
 
 async def test_explanations(app_factory: Callable[..., FastAPI], offline: Predictor) -> None:
-    pytest.importorskip("model.explain")
+    assert load_explain_fn() is explain_batch  # the service uses the project's own module
     texts = ["A superb, wonderful film.", "Boring and awful."]
     async with running(app_factory()) as client:
         response = await client.post("/predict", json={"texts": texts, "explain": True})

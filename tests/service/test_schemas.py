@@ -89,7 +89,7 @@ def test_the_stored_character_classes_are_those_the_tokenizer_gives() -> None:
 
     message = "stale service/readable_chars.py: run `python -m service.schemas`"
     assert readable_chars.TOKENIZER == TOKENIZER, message
-    assert readable_chars.UNIDATA_VERSION == unicodedata.unidata_version, message
+    assert unicodedata.unidata_version == readable_chars.UNIDATA_VERSION, message
     assert schemas._stored("READABLE") == readable_chars.READABLE
     assert schemas.compute_readable_class() == readable_chars.READABLE, message
     assert schemas.compute_spaces_class() == readable_chars.SPACES, message
