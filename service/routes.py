@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
@@ -112,19 +113,33 @@ def _predict_openapi(model: type[PredictRequest]) -> dict[str, Any]:
     }
 
 
-def build_router(settings: Settings, request_model: type[PredictRequest]) -> APIRouter:
-    router = APIRouter()
-    guarded = [Depends(require_api_key)] if settings.api_key is not None else []
-    # Per-label counts of everyone's requests are not for anyone who can reach the port.
-    metrics_guard = [] if settings.metrics_public else guarded
-    # The try-it page at `/` is public (it holds no data); it asks for the key when one is set.
-    router.include_router(build_page_router(api_key_required=settings.api_key is not None))
+# The routes anyone may call when API_KEY is set; every other route needs the key. The one
+# list (with /metrics, see public_paths): build_router puts only these on its unguarded router,
+# and tests/service/test_errors.py walks every route the app registers against it.
+PUBLIC_PATHS = frozenset({
+    "/", "/static/{name}",  # the try-it page holds no data; it asks for the key when one is set
+    "/health", "/health/live",  # probes carry no key
+    "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",  # FastAPI's API description
+})
 
-    @router.post(
+
+def public_paths(settings: Settings) -> frozenset[str]:
+    """PUBLIC_PATHS, and /metrics when METRICS_PUBLIC is set: per-label counts of everyone's
+    requests are not for anyone who can reach the port unless the operator says so."""
+    return (PUBLIC_PATHS | {"/metrics"}) if settings.metrics_public else PUBLIC_PATHS
+
+
+def build_router(settings: Settings, request_model: type[PredictRequest]) -> APIRouter:
+    # A route is guarded unless it is added to `public`, which takes only PUBLIC_PATHS: a new
+    # route cannot ship open by forgetting to opt in.
+    guarded = APIRouter(dependencies=[Depends(require_api_key)] if settings.api_key is not None else [])
+    public = APIRouter()
+    public.include_router(build_page_router(api_key_required=settings.api_key is not None))
+
+    @guarded.post(
         "/predict",
         response_model=PredictResponse,
         responses=PREDICT_ERRORS,
-        dependencies=guarded,
         openapi_extra=_predict_openapi(request_model),
         summary="Score reviews",
         tags=["scoring"],
@@ -146,7 +161,7 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         request.state.batch_size = batch_size
         return json_response(result)
 
-    @router.get(
+    @public.get(
         "/health",
         response_model=HealthResponse,
         responses={503: {"description": "Loading, draining or failed", "model": HealthResponse}},
@@ -171,34 +186,39 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         error = {"type": "not_ready", "message": message, "request_id": request_id_of(request)}
         return json_response({"status": status, "error": error}, status=503)
 
-    @router.get("/health/live", response_model=LiveResponse, tags=["operations"])
+    @public.get("/health/live", response_model=LiveResponse, tags=["operations"])
     async def live() -> Response:
         """Liveness: 200 while the process runs, whatever the model is doing."""
         return json_response({"status": "alive"})
 
-    @router.get(
+    @guarded.get(
         "/model",
         response_model=ModelInfo,
         responses={401: _error("Missing or wrong API key"), 503: _error("Model not loaded yet")},
-        dependencies=guarded,
         tags=["scoring"],
     )
     async def model_info(runtime: RuntimeDep) -> Response:
         """Metadata of the checkpoint being served."""
         return json_response(runtime.info())
 
-    @router.get(
+    @(public if "/metrics" in public_paths(settings) else guarded).get(
         "/metrics",
         response_class=Response,
         responses={
             200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text"},
             401: _error("Missing or wrong API key (API_KEY set, METRICS_PUBLIC not)"),
         },
-        dependencies=metrics_guard,
         tags=["operations"],
     )
     async def metrics(metrics: MetricsDep) -> Response:
         """Prometheus metrics (all workers together)."""
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    served = {str(route.path) for route in iter_route_contexts(public.routes)}
+    unnamed = sorted(served - public_paths(settings))
+    if unnamed:
+        raise RuntimeError(f"routes served without the API key but not in PUBLIC_PATHS: {unnamed}")
+    router = APIRouter()
+    router.include_router(public)
+    router.include_router(guarded)
     return router

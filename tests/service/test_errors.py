@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
@@ -11,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 
 from model.explain import explain_batch
 from service.inference import load_explain_fn
+from service.routes import public_paths
 from tests.service.conftest import BASE_URL, assert_error, running
 
 pytestmark = pytest.mark.anyio
@@ -268,6 +271,44 @@ async def test_metrics_public_leaves_only_metrics_open(app_factory: Callable[...
     async with running(app_factory(api_key="s3cret", metrics_public=True)) as client:
         assert (await client.get("/metrics")).status_code == 200
         assert_error(await client.get("/model"), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("metrics_public", [False, True])
+async def test_every_route_the_app_registers_needs_the_key_unless_named_public(
+    app_factory: Callable[..., FastAPI], metrics_public: bool
+) -> None:
+    # Walked from the app itself, FastAPI's own /docs and /openapi.json included: a route
+    # added anywhere, by any means, is checked without being listed here.
+    app = app_factory(api_key="s3cret", metrics_public=metrics_public)
+    public = public_paths(app.state.settings)
+    assert ("/metrics" in public) == metrics_public
+    routes = [(str(c.path), sorted(c.methods or ())) for c in iter_route_contexts(app.routes)]
+    paths = {path for path, _ in routes}
+    assert paths >= public  # no stale name in the list
+    assert paths - public >= {"/predict", "/model"}
+    good = {"Authorization": "Bearer s3cret"}
+    async with running(app) as client:
+        for path, methods in routes:
+            url = re.sub(r"\{[^}]*\}", "x", path)
+            for method in methods:
+                bare = await client.request(method, url)
+                keyed = await client.request(method, url, headers=good)
+                where = f"{method} {path}"
+                if path in public:
+                    assert bare.status_code != 401 and bare.status_code < 500, where
+                    assert bare.status_code == keyed.status_code, where  # the key changes nothing
+                else:
+                    assert assert_error(bare, 401, "unauthorized"), where
+                    assert bare.headers["www-authenticate"] == "Bearer", where
+                    assert keyed.status_code not in (401, 403) and keyed.status_code < 500, where
+        docs = await client.get("/docs")
+        schema = (await client.get("/openapi.json")).json()
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # The published description says which operations need the key: exactly the guarded ones.
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            needs_key = {"HTTPBearer": []} in operation.get("security", [])
+            assert needs_key == (path not in public), (method, path)
 
 
 async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None:
