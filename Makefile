@@ -52,7 +52,7 @@ bench-rounds: $(VENV)/.bench ## the service vs its peers in interleaved rounds (
 bench-smoke: $(VENV)/.dev
 	$(BIN)/python -m bench.run --smoke
 
-fuzz: $(VENV)/.dev ## 2,000 schemathesis cases per operation, every check (--checks all), real server
+fuzz: $(VENV)/.dev ## 2,000 schemathesis cases per operation, every check (--checks all), real server, with and without API_KEY
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q tests/service/test_fuzz.py -p no:cacheprovider
 
 soak: $(VENV)/.dev ## steady load at ~70% capacity, SOAK_MINUTES (default 10)
