@@ -65,9 +65,14 @@ async def test_a_slow_call_does_not_lock_an_idle_batcher() -> None:
     handler = Gate(per_unit=0.005)
     batcher = lane(handler)
     batcher.start()
+    deadline = time.monotonic() + 0.3
+    jobs = batcher.submit([50] * 4, deadline)  # 1 s of work, 0.3 s deadline
     with pytest.raises(TimeoutError):
-        await batcher.run([50] * 4, time.monotonic() + 0.3)  # 1 s of work, 0.3 s deadline
-    await asyncio.sleep(1.0)  # the call ends; the batcher learnt "200 units take 1 s"
+        await batcher.wait(jobs, deadline)
+    assert handler.entered.is_set()  # taken before its deadline: the call runs on
+    while not batcher.idle:  # the call ends (however long a busy machine makes it) ...
+        await asyncio.sleep(0.01)
+    assert batcher.cost.seconds(1, 200) > 0.5  # ... and the batcher learnt "200 units take 1 s"
     handler.per_unit = 0.00001  # that was a bad moment: the work is really fast
     # Estimated at 1 s, past its 0.5 s deadline, but the batcher is idle: admitted and learnt.
     results, _ = await batcher.run([50] * 4, time.monotonic() + 0.5)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -261,21 +261,27 @@ async def test_health_and_metrics_answer_while_the_model_is_busy(
         batcher = app.state.runtime.batcher
         batcher.config.inline_max_s = 0  # slow only after warming up (see test_errors)
         model_call = batcher.handler
+        entered, release = threading.Event(), threading.Event()
+        held = {"calls": 0}
 
-        def slow(batch: list[list[int]]) -> list[list[float]]:
-            time.sleep(0.2)  # the inference thread is busy; the event loop must not be
+        def busy(batch: list[list[int]]) -> list[list[float]]:
+            held["calls"] += 1
+            entered.set()
+            release.wait(10)  # the inference thread is busy; the event loop must not be
+            held["calls"] -= 1
             return model_call(batch)
 
-        batcher.handler = slow
+        batcher.handler = busy
         load = [asyncio.create_task(client.post("/predict", json={"text": "x"})) for _ in range(8)]
-        await asyncio.sleep(0.05)
-        started = time.perf_counter()
+        await asyncio.to_thread(entered.wait, 10)
         health = await client.get("/health")
         metrics = await client.get("/metrics")
-        elapsed = time.perf_counter() - started
+        # Answered while the model call was still held: they did not wait for it.
+        answered_during_the_call = held["calls"] == 1
+        release.set()
         responses = await asyncio.gather(*load)
     assert health.status_code == 200 and metrics.status_code == 200
-    assert elapsed < 0.15  # well under one model call
+    assert answered_during_the_call
     assert all(r.status_code == 200 for r in responses)
 
 
