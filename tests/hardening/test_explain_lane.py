@@ -34,9 +34,22 @@ SHORT = "good film"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path) -> Iterator[Any]:
-    log = tmp_path_factory.mktemp("explain") / "server.log"
-    with server(tiny_checkpoint_dir, log, "tests.service.patched_server", **ENV) as (process, url):
-        yield process, url, log
+    root = tmp_path_factory.mktemp("explain")
+    calls = root / "calls.txt"
+    calls.touch()
+    with server(
+        tiny_checkpoint_dir, root / "server.log", "tests.service.patched_server",
+        EXPLAIN_CALLS=str(calls), **ENV,
+    ) as (process, url):
+        yield process, url, calls
+
+
+def wait_for_call(calls: Path, line: str, timeout: float) -> None:
+    """Until the explain lane has logged `line` ("start N" / "end N") since the test began."""
+    end = time.monotonic() + timeout
+    while line not in calls.read_text().splitlines():
+        assert time.monotonic() < end, f"no {line!r} in {timeout} s: {calls.read_text()[-300:]}"
+        time.sleep(0.02)
 
 
 def explain(client: httpx.Client, texts: list[str]) -> httpx.Response:
@@ -49,12 +62,14 @@ def scored(url: str) -> float:
 
 
 def test_one_slow_request_does_not_lock_the_lane(live: Any) -> None:
-    _, url, _ = live
+    _, url, calls = live
+    calls.write_text("")
     with httpx.Client(base_url=url, timeout=30) as client:
         # Past its deadline (504), but the lane finishes it and learns from it.
         slow = explain(client, [LONG] * 8)
         assert_error(slow, 504, "timeout")
-        time.sleep(8 * 64 * S_PER_TOKEN - REQUEST_TIMEOUT_S + 0.5)  # until the lane is idle
+        wait_for_call(calls, f"end {8 * 64}", timeout=8 * 64 * S_PER_TOKEN + 10)
+        time.sleep(0.2)  # the lane's worker marks itself idle just after the call returns
         # Before: the lane learnt "8 reviews take 4 s" and refused every later 8-review request.
         for _ in range(5):
             response = explain(client, [SHORT] * 8)
@@ -63,12 +78,13 @@ def test_one_slow_request_does_not_lock_the_lane(live: Any) -> None:
 
 
 def test_small_request_is_admitted_behind_a_large_one(live: Any) -> None:
-    _, url, _ = live
+    _, url, calls = live
     with httpx.Client(base_url=url, timeout=30) as client:
         explain(client, [LONG] * 2)  # the lane has seen long texts
+        calls.write_text("")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             large = pool.submit(explain, client, [LONG] * 4)  # ~2 s of the 3 s deadline
-            time.sleep(0.3)
+            wait_for_call(calls, f"start {4 * 64}", timeout=10)  # the lane is busy with it
             # 16 tokens fit in the second left; counted in reviews (8 behind 4), they would not.
             small = explain(client, [SHORT] * 8)
             assert small.status_code == 200, small.text

@@ -6,6 +6,8 @@ call patched from the environment, for process-level tests:
     EXPLAIN_S_PER_TOKEN=0.004   every explanation call first sleeps this long per token
     HUGE_OPENAPI_BYTES=8000000  /openapi.json carries this much padding (one answer larger
                                 than any socket buffers, for the write deadline)
+    EXPLAIN_CALLS=path          each explanation call appends "start N" and "end N" lines (N
+                                tokens), so a test can wait for a call instead of guessing
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ DELAY = float(os.environ.get("SLOW_BATCH_S", "0"))
 BROKEN = os.environ.get("BROKEN_MODEL") == "1"
 EXPLAIN_DELAY = float(os.environ.get("EXPLAIN_S_PER_TOKEN", "0"))
 PADDING = int(os.environ.get("HUGE_OPENAPI_BYTES", "0"))
+EXPLAIN_CALLS = os.environ.get("EXPLAIN_CALLS")
 _predict = SentimentModel.predict
 _explain = Explainer.explain
 _openapi = FastAPI.openapi
@@ -37,8 +40,19 @@ def _patched_predict(self: SentimentModel, batch: list[list[int]]) -> list[list[
 
 
 def _patched_explain(self: Explainer, items: list[tuple[str, int]]) -> list[list[dict[str, object]]]:
-    time.sleep(EXPLAIN_DELAY * sum(tokens for _, tokens in items))
-    return _explain(self, items)
+    tokens = sum(tokens for _, tokens in items)
+    _note(f"start {tokens}")
+    try:
+        time.sleep(EXPLAIN_DELAY * tokens)
+        return _explain(self, items)
+    finally:
+        _note(f"end {tokens}")
+
+
+def _note(line: str) -> None:
+    if EXPLAIN_CALLS:
+        with open(EXPLAIN_CALLS, "a") as handle:
+            handle.write(line + "\n")
 
 
 def _padded_openapi(self: FastAPI) -> dict[str, Any]:
