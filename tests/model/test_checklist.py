@@ -175,17 +175,18 @@ def small_run_over_ceilings(report: Report) -> dict[str, float]:
 
 
 def test_a_small_run_against_the_shipped_model() -> None:
-    suite = build_suite(max_cases=4)
-    report = run_suite(suite, PredictorScorer())
+    scorer = PredictorScorer()
+    suite = build_suite(max_cases=4, labels=scorer.labels)
+    report = run_suite(suite, scorer)
     assert report.model.startswith(f"{DEFAULT_CHECKPOINT.name}@")
     assert_report_shape(report, suite)
     assert not small_run_over_ceilings(report), report.to_dict()
 
 
 def test_the_small_run_ceilings_refuse_a_random_model() -> None:
-    suite = build_suite(max_cases=4)
     scorer = PredictorScorer()
     scorer.predictor = Predictor(reinitialised(scorer.predictor.checkpoint))
+    suite = build_suite(max_cases=4, labels=scorer.labels)
     report = run_suite(suite, scorer)
     assert_report_shape(report, suite)
     assert small_run_over_ceilings(report)

@@ -39,10 +39,14 @@ def random_model(shipped: Predictor) -> Predictor:
     return Predictor(reinitialised(shipped.checkpoint))
 
 
-def positive_scorer(predictor: Predictor) -> Callable[[list[str]], list[float]]:
-    """P(positive), what the behavioural suite reads."""
-    positive = predictor.labels.index("positive")
-    return lambda texts: [float(p) for p in predictor.predict_texts(texts)[:, positive]]
+def label_scorer(predictor: Predictor) -> Callable[[list[str]], list[dict[str, float]]]:
+    """Each text's probability per label, what the behavioural suite reads."""
+
+    def score(texts: list[str]) -> list[dict[str, float]]:
+        rows = predictor.predict_texts(texts).tolist()
+        return [dict(zip(predictor.labels, row, strict=True)) for row in rows]
+
+    return score
 
 
 # -- the exact files -------------------------------------------------------------------------
@@ -197,18 +201,20 @@ def test_reads_short_reviews_ratings_emoji_and_typos(shipped: Predictor) -> None
     assert got == texts
 
 
-def over_ceilings(scorer: Callable[[list[str]], list[float]]) -> dict[str, float]:
-    report = run_suite(build_suite(), scorer, "checked")
+def over_ceilings(predictor: Predictor) -> dict[str, float]:
+    report = run_suite(build_suite(labels=predictor.labels), label_scorer(predictor), "checked")
     rates = {t.name: t.failure_rate for t in report.tests}
-    return {name: rates[name] for name, ceiling in CHECKLIST_CEILINGS.items() if rates[name] > ceiling}
+    # A ceiling for a test this model's suite lacks (a neutral-only test) is not a pass.
+    return {name: rates.get(name, 1.0) for name, ceiling in CHECKLIST_CEILINGS.items()
+            if rates.get(name, 1.0) > ceiling}
 
 
 def test_behavioural_suite_stays_under_its_ceilings(shipped: Predictor) -> None:
-    assert not over_ceilings(positive_scorer(shipped))
+    assert not over_ceilings(shipped)
 
 
 def test_behavioural_ceilings_refuse_a_random_model(random_model: Predictor) -> None:
-    assert over_ceilings(positive_scorer(random_model))
+    assert over_ceilings(random_model)
 
 
 def test_a_random_model_is_what_the_gates_are_shown_against(
