@@ -57,7 +57,7 @@ def test_it_is_the_default_and_loads_cleanly(shipped: Predictor) -> None:
     labels = shipped.labels
     assert labels in (["negative", "positive"], ["negative", "neutral", "positive"]), labels
     size = sum(p.stat().st_size for p in DEFAULT_CHECKPOINT.iterdir())
-    assert size <= 25 * 1024 * 1024
+    assert size <= 40 * 1024 * 1024  # the budget for a checkpoint
 
 
 def pin_mismatch(directory: Path) -> str | None:
@@ -98,10 +98,18 @@ def test_the_readme_names_the_shipped_model(shipped: Predictor) -> None:
 
 
 def test_it_records_its_tokenizer_and_per_source_metrics(shipped: Predictor) -> None:
-    # What the model card is written from; the quality gates below re-measure instead.
+    # What the model card is written from: the training's own validation figures, kept as a
+    # record (the quality gates below re-measure instead). Binary sets as positive vs negative,
+    # the others in three classes.
     assert shipped.pipeline.config.tokenizer == TOKENIZER
     by_source = shipped.checkpoint.metrics["by_source"]
-    assert by_source
+    recorded = {"aclImdb_train": 0.90, "sst2/dev": 0.85, "amazon_multidomain": 0.89,
+                "yelp_reviews": 0.80, "amazon_musical_instruments": 0.88,
+                "semeval_tweets_train": 0.64, "sst5_dev": 0.67}
+    below = {name: by_source[name]["accuracy"] for name, floor in recorded.items()
+             if by_source[name]["accuracy"] < floor}
+    assert not below
+    assert by_source["aclImdb_train"]["classes"] == ["negative", "positive"]
     for row in by_source.values():
         assert 0.0 <= row["accuracy"] <= 1.0 and row["n"] > 0
         assert set(row["by_length"]) <= {"<=20", "21-100", ">100"}
@@ -211,6 +219,9 @@ def over_ceilings(predictor: Predictor) -> dict[str, float]:
 
 def test_behavioural_suite_stays_under_its_ceilings(shipped: Predictor) -> None:
     assert not over_ceilings(shipped)
+    # every test of the suite has its ceiling, but the one the model still fails (model card)
+    names = {t.name for t in build_suite(max_cases=1, labels=shipped.labels)}
+    assert names - {"negated negative"} == set(CHECKLIST_CEILINGS)
 
 
 def test_behavioural_ceilings_refuse_a_random_model(random_model: Predictor) -> None:
