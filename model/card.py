@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 from typing import Any
 
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -70,7 +69,7 @@ def domain_table(metrics: dict[str, Any]) -> list[str]:
 
 def render(ckpt: Checkpoint) -> str:
     metrics = ckpt.metrics
-    parts: Iterable[str] = [
+    parts = [
         f"Validation of `{ckpt.model_id}` (labels {', '.join(ckpt.labels)}; temperature "
         f"{ckpt.temperature:.3f}), from its `config.json`:",
         "",
@@ -81,8 +80,8 @@ def render(ckpt: Checkpoint) -> str:
         *length_table(metrics),
     ]
     domains = domain_table(metrics)
-    if len(domains) > 2:
-        parts = [*parts, "", "Per domain:", "", *domains]
+    if len(domains) > 2:  # more than the header and its rule
+        parts += ["", "Per domain:", "", *domains]
     return "\n".join(parts) + "\n"
 
 

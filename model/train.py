@@ -599,7 +599,7 @@ def calibration_mix(cfg: TrainConfig, val: dict[str, Encoded], mix: Encoded) -> 
 
 
 def calibrate(model: SentimentRNN, mix: Encoded, val: dict[str, Encoded], seed: int,
-              model_labels: list[str] | None = None) -> tuple[float, dict]:
+              labels: list[str]) -> tuple[float, dict]:
     """Temperature fitted on the mix; metrics per validation set, length band and domain after
     it. A set labelled in fewer classes than the model has is scored on those classes only
     (`restrict_to_present`): a binary set's accuracy is binary accuracy."""
@@ -613,12 +613,11 @@ def calibrate(model: SentimentRNN, mix: Encoded, val: dict[str, Encoded], seed: 
         "by_length": rows_by_length(logits, mix.labels, mix.lengths, temperature),
         "by_source": {},
     }
-    labels = model_labels or []
     for name, enc in val.items():
         set_logits, set_labels, classes = restrict_to_present(score(model, enc.ids), enc.labels)
         row = {
             **summary_row(set_logits, set_labels, temperature),
-            "classes": [labels[c] for c in classes] if labels else classes,
+            "classes": [labels[c] for c in classes],
             "ece_cross_fitted": cross_fitted_ece(set_logits, set_labels, seed),
             "by_length": rows_by_length(set_logits, set_labels, enc.lengths, temperature),
         }
