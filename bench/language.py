@@ -307,7 +307,7 @@ def cost_report(checkpoint: str | None, rounds: int) -> dict[str, Any]:
     charged for it (or spared it)."""
     from model.checkpoint import load_checkpoint
     from model.text import tokenize_kept
-    from service.inference import SentimentModel
+    from service.runtime.sentiment_model import SentimentModel
 
     served = SentimentModel(load_checkpoint(checkpoint))
     pipeline = served.checkpoint.pipeline

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 _IN = r"\((?:.*/)?"  # start of a frame's file path, any directory before it
 OVERRIDES = [
     ("logging", re.compile(_IN + r"logging/|pythonjsonlogger|structlog|service/logs\.py")),
-    ("metrics", re.compile(r"prometheus_client|service/metrics\.py")),
+    ("metrics", re.compile(r"prometheus_client|service/runtime/metrics\.py")),
 ]
 WAITING = "waiting (lock, condition, GIL)"
 BUCKETS = [
@@ -36,11 +36,11 @@ BUCKETS = [
     ),
     ("JSON", re.compile(r"json|dumps|loads|serialize_response|render \(", re.IGNORECASE)),
     ("validation", re.compile(r"pydantic|validat")),
-    ("batcher (queue, hand-off)", re.compile(r"service/batching\.py")),
+    ("batcher (queue, hand-off)", re.compile(r"service/runtime/batching\.py")),
     (
         "HTTP / framework",
         re.compile(
-            r"uvicorn|starlette|fastapi|h11|httptools|anyio|read_body|service/middleware\.py|"
+            r"uvicorn|starlette|fastapi|h11|httptools|anyio|read_body|service/app/middleware\.py|"
             + _IN
             + r"email/"
         ),

@@ -1,4 +1,4 @@
-"""What the guarded protocol (service/protocol.py) adds per request over uvicorn's httptools
+"""What the guarded protocol (service/server/http_guard.py) adds per request over uvicorn's httptools
 protocol: `python -m bench.protocol_cost`. Each protocol parses the same kept-alive POST
 requests from a null transport on uvloop, and a trivial ASGI app answers them; medians of
 alternating runs, in µs per request (the parsing, the task and the response framing included).
@@ -17,7 +17,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.protocol import guarded_protocol
+from service.server.http_guard import guarded_protocol
 
 REQUEST = (
     b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

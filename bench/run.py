@@ -252,7 +252,7 @@ def run_sections(args: argparse.Namespace, results: dict[str, Any], scratch: Pat
     if "offline" in wanted:
         results["offline"] = run_offline(model, reviews.texts, args.smoke)
     if not service_available():
-        why = "service/__main__.py not found (the service is not in this checkout)"
+        why = "service/server/launch.py not found (the service is not in this checkout)"
         for key in ("served", "explain", "profile", "startup", "policy"):
             results[key] = {"skipped": why}
         return

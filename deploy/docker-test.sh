@@ -264,7 +264,7 @@ print(f"    /health 200 after {time.monotonic() - start:.1f}s", file=sys.stderr)
 
 with urllib.request.urlopen(url + "/health/live", timeout=5) as response:
     assert response.status == 200, response.status
-# The try-it page ships as package data (service/static/): present in the installed package.
+# The try-it page ships as package data (service/app/static/): present in the installed package.
 for path, marker in (("/", b"<textarea"), ("/static/page.js", b"predict"), ("/static/page.css", b"--up")):
     with urllib.request.urlopen(url + path, timeout=5) as response:
         assert response.status == 200 and marker in response.read(), path
@@ -299,7 +299,7 @@ request = urllib.request.Request(url + "/predict", data=json.dumps({"text": text
                                  headers={"Content-Type": "application/json"})
 with urllib.request.urlopen(request, timeout=60) as response:
     [explained] = json.loads(response.read())["predictions"]
-from service.inference import Explainer, load_explain_fn  # noqa: E402
+from service.runtime.sentiment_model import Explainer, load_explain_fn  # noqa: E402
 
 explain_fn = load_explain_fn()
 assert explain_fn is not None, "no model.explain here"

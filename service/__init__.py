@@ -1,8 +1,10 @@
 """HTTP scoring service for the sentiment model: `python -m service`.
 
-Layout: config.py (Settings, from the environment), schemas.py (request/response models),
-errors.py (the one error shape), body.py (reading and checking request bodies), batching.py
-(the generic dynamic batcher), inference.py (decode -> predict -> encode for one checkpoint),
-runtime.py (loading, warm-up, readiness, draining), metrics.py, logs.py, middleware.py,
-routes.py, main.py (`create_app`), __main__.py (uvicorn, signals), client.py (typed client).
+Rooms, each importing only the ones after it (docs/architecture.md):
+- server/  processes and sockets: launch (uvicorn, signals, supervisor), workers, http_guard;
+- app/     the HTTP app: factory (`create_app`), routes, request_body, middleware, page;
+- runtime/ serving a model: runtime, batching, contract, sentiment_model (the checkpoint
+  adapter), metrics.
+Shared by all of them: config.py (Settings), errors.py (the one error shape), schemas.py (the
+request and response models), logs.py. client.py is the typed client for callers.
 """

@@ -44,11 +44,12 @@ def test_metrics_deltas_pick_the_predict_route() -> None:
 def test_profile_buckets(tmp_path: Path) -> None:
     raw = tmp_path / "raw.txt"
     raw.write_text(
-        "run (uvicorn/server.py:1);predict (service/routes.py:2);tokenize (model/text.py:3) 3\n"
-        "_work (service/batching.py:1);GRU.forward (torch/nn/modules/rnn.py:9) 2\n"
-        "_work (service/batching.py:1);run (onnxruntime/capi/onnxruntime_inference_collection.py:9) 2\n"
+        "run (uvicorn/server.py:1);predict (service/app/routes.py:2);tokenize (model/text.py:3) 3\n"
+        "_work (service/runtime/batching.py:1);GRU.forward (torch/nn/modules/rnn.py:9) 2\n"
+        "_work (service/runtime/batching.py:1);"
+        "run (onnxruntime/capi/onnxruntime_inference_collection.py:9) 2\n"
         "Runner.run (asyncio/runners.py:118) 1\n"
-        "_work (service/batching.py:1);Condition.wait (threading.py:320) 2\n"
+        "_work (service/runtime/batching.py:1);Condition.wait (threading.py:320) 2\n"
     )
     summary = profile.summarise(raw)
     assert summary["samples"] == 10

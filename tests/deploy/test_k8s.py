@@ -90,8 +90,8 @@ def test_probes() -> None:
 
 def test_probes_are_answered_beyond_the_connection_cap() -> None:
     # httpGet probes are GETs; the protocol layer answers these paths even when MAX_CONNECTIONS
-    # connections are open (service/protocol.py), so a connection flood cannot fail them.
-    from service.protocol import PROBE_METHODS, PROBE_PATHS
+    # connections are open (service/server/http_guard.py), so a connection flood cannot fail them.
+    from service.server.http_guard import PROBE_METHODS, PROBE_PATHS
 
     container = _container()
     assert "GET" in PROBE_METHODS

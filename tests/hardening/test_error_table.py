@@ -35,7 +35,7 @@ def string_constants(trees: list[ast.Module]) -> dict[str, str]:
 
 def code_pairs() -> set[tuple[int, str]]:
     pairs = set(FROM_STARLETTE)
-    trees = [ast.parse(path.read_text()) for path in sorted((REPO / "service").glob("*.py"))]
+    trees = [ast.parse(path.read_text()) for path in sorted((REPO / "service").rglob("*.py"))]
     trees += [ast.parse(path.read_text()) for path in sorted((REPO / "model").glob("*.py"))]
     names = string_constants(trees)
     for tree in trees:

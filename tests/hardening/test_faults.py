@@ -184,7 +184,7 @@ def test_bad_checkpoint_exits_with_one_line_before_listening(
 
 
 def _install_failing_model_call() -> None:
-    from service.inference import SentimentModel
+    from service.runtime.sentiment_model import SentimentModel
 
     flag = Path(os.environ[FAIL_FILE_ENV])
     original = SentimentModel.predict
@@ -204,7 +204,7 @@ def _install_failing_model_call() -> None:
 
 
 if __name__ == "__main__":
-    from service import __main__ as entry
+    from service.server import launch as entry
 
     _install_failing_model_call()
     sys.exit(entry.main())

@@ -31,7 +31,7 @@ from tests.service.test_metrics import samples, total
 
 pytestmark = pytest.mark.slow
 
-BODY_TIMEOUT_S = 1.0  # also the header deadline (service/__main__.py)
+BODY_TIMEOUT_S = 1.0  # also the header deadline (service/server/launch.py)
 REQUEST_TIMEOUT_S = 5.0  # the latest any request is answered
 # Added to a deadline the server keeps: the scheduling delay of a busy 2-core machine. The
 # clients below would take 10-20 s if a deadline were not kept.
@@ -375,7 +375,7 @@ def test_stalled_body_after_headers_ends_within_the_body_timeout(live: Any) -> N
 
 
 def test_slow_headers_are_cut_off(live: Any) -> None:
-    # The header deadline is armed when the connection opens (service/protocol.py).
+    # The header deadline is armed when the connection opens (service/server/http_guard.py).
     _, url, _ = live
     port = port_of(url)
     started = time.monotonic()

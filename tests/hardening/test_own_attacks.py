@@ -23,10 +23,10 @@ import psutil
 import pytest
 from pydantic import BaseModel
 
-from service.body import validate
+from service.app.request_body import validate
 from service.errors import MAX_DETAILS, ApiError
-from service.protocol import MAX_PIPELINED
 from service.schemas import build_predict_request
+from service.server.http_guard import MAX_PIPELINED
 from tests.hardening.test_hostile import port_of
 from tests.service.conftest import assert_error
 from tests.service.test_e2e import parse_metric, server

@@ -1,4 +1,4 @@
-"""What reaches the REAL server below the app (service/protocol.py) and around it: oversized and
+"""What reaches the REAL server below the app (service/server/http_guard.py) and around it: oversized and
 malformed headers, more connections than allowed, the descriptor limit, HEAD and OPTIONS,
 text that holds nothing to read, and forged log lines."""
 

@@ -17,7 +17,7 @@ import pytest
 
 from bench.attacks import EXPENSIVE, EXPENSIVE_TEXTS, expensive_body
 from model.checkpoint import load_checkpoint
-from service.inference import SentimentModel
+from service.runtime.sentiment_model import SentimentModel
 from tests.hardening.test_overload import probe
 from tests.service.conftest import assert_error
 from tests.service.test_e2e import server

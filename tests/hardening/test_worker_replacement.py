@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.attacks import crash_loop, kill_under_load
-from service.workers import BACKOFF_MAX_S, MAX_CRASHES, backoff_s
+from service.server.workers import BACKOFF_MAX_S, MAX_CRASHES, backoff_s
 from tests.hardening.test_hostile import port_of
 from tests.service.test_e2e import server
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from service.app.factory import create_app
 from service.config import Settings
-from service.main import create_app
 
 BASE_URL = "http://testserver"
 

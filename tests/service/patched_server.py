@@ -1,4 +1,4 @@
-"""`python -m tests.service.patched_server`: the real server (service.__main__) with its model
+"""`python -m tests.service.patched_server`: the real server (service.server.launch) with its model
 call patched from the environment, for process-level tests:
 
     SLOW_BATCH_S=0.05   every model call first sleeps this long (to hold requests in flight)
@@ -19,8 +19,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service import __main__ as entry
-from service.inference import Explainer, SentimentModel
+from service.server import launch as entry
+from service.runtime.sentiment_model import Explainer, SentimentModel
 
 DELAY = float(os.environ.get("SLOW_BATCH_S", "0"))
 BROKEN = os.environ.get("BROKEN_MODEL") == "1"

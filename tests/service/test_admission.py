@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from service.batching import Batcher, BatcherConfig, CallCost, QueueFull
+from service.runtime.batching import Batcher, BatcherConfig, CallCost, QueueFull
 
 pytestmark = pytest.mark.anyio
 

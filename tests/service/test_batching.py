@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from service.batching import (
+from service.runtime.batching import (
     Batcher,
     BatcherClosed,
     BatcherConfig,

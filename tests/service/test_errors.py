@@ -16,9 +16,9 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from model.explain import explain_batch
+from service.app.routes import public_paths
 from service.config import Settings
-from service.inference import load_explain_fn
-from service.routes import public_paths
+from service.runtime.sentiment_model import load_explain_fn
 from tests.service.conftest import BASE_URL, assert_error, running
 from tests.service.test_metrics import samples, total
 
@@ -249,7 +249,7 @@ async def test_too_many_texts_to_explain_is_422(app_factory: Callable[..., FastA
 async def test_explain_without_the_module_is_501(
     app_factory: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("service.inference.load_explain_fn", lambda: None)
+    monkeypatch.setattr("service.runtime.sentiment_model.load_explain_fn", lambda: None)
     async with running(app_factory()) as client:
         response = await client.post("/predict", json={"text": "a", "explain": True})
         plain = await client.post("/predict", json={"text": "a"})

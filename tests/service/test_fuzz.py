@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from schemathesis.checks import CHECKS, load_all_checks  # noqa: E402
 
+from service.app.factory import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.main import create_app  # noqa: E402
 from tests.service.test_e2e import server  # noqa: E402
 
 pytestmark = pytest.mark.slow

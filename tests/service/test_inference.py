@@ -9,7 +9,7 @@ import pytest
 
 from model.checkpoint import load_checkpoint
 from model.text import TextConfig, TextPipeline
-from service.inference import SentimentModel
+from service.runtime.sentiment_model import SentimentModel
 
 TEXTS = [
     "A gerat film, the ploot drags :-) 8 / 10",  # typos read as neighbours with spelling on

@@ -18,7 +18,7 @@ from model import predict
 from model.language import POLICIES, Reading
 from service.client import SentimentClient
 from service.config import Settings
-from service.metrics import Metrics
+from service.runtime.metrics import Metrics
 from tests.service.conftest import assert_error, running
 
 SHIPPED = Path(__file__).resolve().parents[2] / "artifacts" / "review-sentiment"

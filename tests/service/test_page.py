@@ -20,12 +20,12 @@ from fastapi import FastAPI
 from bench.page import PHONE, chromium, long_review, score, unavailable
 from bench.server import Server
 from model.predictor import Predictor
-from service.page import API_KEY_MARKER, CONTENT_SECURITY_POLICY
+from service.app.page import API_KEY_MARKER, CONTENT_SECURITY_POLICY
 from tests.service.conftest import assert_error, running
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "artifacts" / "review-sentiment"
-STATIC = REPO / "service" / "static"
+STATIC = REPO / "service" / "app" / "static"
 
 # ------------------------------------------------------------------ served in-process
 

@@ -14,7 +14,7 @@ from model.checkpoint import load_checkpoint
 from model.explain import explain_batch
 from model.predictor import Predictor
 from model.rnn import parameter_summary
-from service.inference import load_explain_fn
+from service.runtime.sentiment_model import load_explain_fn
 from tests.conftest import synthetic_reviews
 from tests.service.conftest import running
 

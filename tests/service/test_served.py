@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from service.app.factory import create_app
+from service.app.request_body import OPEN_CONNECTIONS, lone_client
 from service.config import Settings
-from service.main import create_app
-from service.protocol import OPEN_CONNECTIONS, lone_client
-from service.served import Explainable, ServedModel
-from service.workers import WorkerBoard
+from service.runtime.contract import Explainable, ServedModel
+from service.server.workers import WorkerBoard
 from tests.service.conftest import assert_error, running
 
 pytestmark = pytest.mark.anyio

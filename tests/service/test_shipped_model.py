@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from model.checkpoint import DEFAULT_CHECKPOINT
+from service.app.factory import create_app
 from service.config import Settings
-from service.main import create_app
 from tests.service.conftest import running
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""service/workers.py: how many workers, the shared readiness board, metrics across processes,
+"""service/server/workers.py: how many workers, the shared readiness board, metrics across processes,
 and the supervisor against real worker processes (replacement, orphan exit)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.config import Settings
-from service.workers import WorkerBoard, available_cpus
+from service.config import Settings, available_cpus
+from service.server.workers import WorkerBoard
 from tests.service.test_e2e import REPO, metric, server
 
 AFFINITY = len(os.sched_getaffinity(0))
@@ -85,7 +85,7 @@ METRICS_IN_TWO_PROCESSES = textwrap.dedent(
     """
     import os, sys, tempfile
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
-    from service.metrics import Metrics
+    from service.runtime.metrics import Metrics
     children = []
     for worker in range(2):
         pid = os.fork()

@@ -64,3 +64,12 @@ class Reads(Protocol):
     def reading(self, payload: Any) -> Reading:
         """What `decode` found out about the text behind `payload`."""
         ...
+
+
+@runtime_checkable
+class ThreadBound(Protocol):
+    """A served model that configures each thread it runs on (e.g. torch's thread count)."""
+
+    def setup_thread(self) -> None:
+        """Called on the event loop's thread at load, and first on each batcher's thread."""
+        ...

@@ -1,4 +1,4 @@
-"""The shipped model behind the serving contract (service/served.py: decode -> predict -> encode):
+"""The shipped model behind the serving contract (service/runtime/contract.py: decode -> predict -> encode):
 
 * `decode` turns a review into token ids with the checkpoint's own text pipeline (in the
   request path, so tokenising overlaps with the model running on the worker thread);
@@ -8,22 +8,51 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from model.checkpoint import Checkpoint
+import torch
+
+from model.checkpoint import Checkpoint, load_checkpoint
 from model.language import Reading, TextReader
 from model.predictor import Backend, Predictor
 from model.rnn import parameter_summary
 from model.text import tokenize_kept
-from service.served import Explain
+from service.config import Settings
+from service.runtime.contract import Explain, ServedModel
 
 logger = logging.getLogger("service.inference")
 
 ExplainFn = Callable[..., Sequence[Sequence[Any]]]
+# What create_app serves: a model that keeps the contract, a loaded checkpoint, or None (load
+# MODEL_DIR at start-up).
+ModelSource = ServedModel[Any, Any] | Checkpoint | None
+
+
+def model_loader(settings: Settings, source: ModelSource) -> Callable[[], ServedModel[Any, Any]]:
+    """What the runtime calls at start-up to get the model to serve."""
+    if source is not None and not isinstance(source, Checkpoint):
+        return lambda: source
+    return lambda: load_sentiment_model(settings, source)
+
+
+def load_sentiment_model(settings: Settings, checkpoint: Checkpoint | None) -> SentimentModel:
+    if checkpoint is None:
+        checkpoint = load_checkpoint(settings.model_dir)
+    return SentimentModel(checkpoint, settings.inference_backend, settings.torch_threads)
+
+
+def configure_torch(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+    # One model call at a time runs here; inter-op parallelism would only add threads.
+    # RuntimeError: already set (or used) in this process.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
 
 
 class ReadIds(list[int]):
@@ -37,14 +66,18 @@ class ReadIds(list[int]):
 class SentimentModel:
     """A `ServedModel[list[int], list[float]]` (and `Explainable`) over a loaded checkpoint."""
 
-    def __init__(self, checkpoint: Checkpoint, backend: Backend = "onnx") -> None:
+    def __init__(self, checkpoint: Checkpoint, backend: Backend = "onnx", threads: int = 0) -> None:
         self.checkpoint = checkpoint
+        self.threads = threads  # torch threads per model thread (0: torch's default)
         self.predictor = Predictor(checkpoint, backend=backend)
         self.labels = list(checkpoint.labels)
         self.model_id = checkpoint.model_id
         self.reader = TextReader(checkpoint.pipeline)
         if checkpoint.pipeline.config.spelling:
             checkpoint.pipeline.vocab.prepare_spelling()
+
+    def setup_thread(self) -> None:
+        configure_torch(self.threads)
 
     def decode(self, text: str) -> ReadIds:
         """The ids the model reads; [] when the pipeline finds no token in `text`. Only the

@@ -1,23 +1,21 @@
 """The serving runtime: loads the model, warms it up, owns the batchers, reports readiness and
-drains on shutdown. Routes call `predict`. Generic over the served model (service/served.py);
-the shipped one is service/inference.py's `SentimentModel`."""
+drains on shutdown. Routes call `predict`. Generic over the served model (service/runtime/contract.py);
+the shipped one is service/runtime/sentiment_model.py's `SentimentModel`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
-import torch
-
-from model.checkpoint import Checkpoint, load_checkpoint
 from model.language import UNSUPPORTED_TEXT, Reading, present
-from service.batching import (
+from service.config import Settings
+from service.errors import ApiError, validation_error
+from service.runtime.batching import (
     Batcher,
     BatcherClosed,
     BatcherConfig,
@@ -25,13 +23,9 @@ from service.batching import (
     Job,
     QueueFull,
 )
-from service.config import Settings
-from service.errors import ApiError, validation_error
-from service.inference import SentimentModel
-from service.metrics import Metrics
+from service.runtime.contract import Explainable, Reads, ServedModel, ThreadBound
+from service.runtime.metrics import Metrics
 from service.schemas import PredictRequest, build_predict_request
-from service.served import Explainable, Reads, ServedModel
-from service.workers import WorkerSlot
 
 logger = logging.getLogger("service.runtime")
 
@@ -40,23 +34,26 @@ P = TypeVar("P")
 Out = TypeVar("Out")
 T = TypeVar("T")
 R = TypeVar("R")
-# What create_app and Runtime accept: a model to serve, a loaded checkpoint, or None (load
-# MODEL_DIR at start-up).
-ModelSource = ServedModel[Any, Any] | Checkpoint | None
+# Builds the model to serve; called once, off the event loop, when the runtime starts.
+LoadModel = Callable[[], ServedModel[Any, Any]]
+
+class SharedReadiness(Protocol):
+    """This worker's place among several (service/server/workers.py's `WorkerSlot`): it
+    reports its own status and reads whether every worker is ready."""
+
+    replacement: bool  # started in place of a dead worker
+
+    def report(self, status: str) -> None: ...
+
+    def all_ready(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
 
 WARM_UP_TEXTS = ("A fine film.", "word " * 1000)
 # Above this many characters in one request, tokenizing moves off the event loop: below it
 # the thread hop would cost about as much as the work it moves (one typical review is ~1,300).
 DECODE_INLINE_CHARS = 20_000
-
-
-def configure_torch(threads: int) -> None:
-    if threads > 0:
-        torch.set_num_threads(threads)
-    # One model call at a time runs here; inter-op parallelism would only add threads.
-    # RuntimeError: already set (or used) in this process.
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_interop_threads(1)
 
 
 def check_readable(sizes: list[int], single: bool) -> None:
@@ -88,8 +85,8 @@ class Runtime(Generic[P, Out]):
         self,
         settings: Settings,
         metrics: Metrics,
-        model: ModelSource = None,
-        slot: WorkerSlot | None = None,
+        load_model: LoadModel,
+        slot: SharedReadiness | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -99,11 +96,11 @@ class Runtime(Generic[P, Out]):
         self.model: ServedModel[P, Out] | None = None
         self.batcher: Batcher[P, Out] | None = None
         self.explain_batcher: Batcher[tuple[str, int], list[dict[str, Any]]] | None = None
-        self.reads_text = False  # whether the model judges what it can read (service/served.py)
+        self.reads_text = False  # whether the model judges what it can read (service/runtime/contract.py)
         self.request_model = build_predict_request(
             settings.max_chars, settings.max_batch, settings.max_explain_texts
         )
-        self._source = model
+        self._load_model = load_model
         # One thread tokenizes large requests, in arrival order: under the GIL more threads
         # would not tokenize faster, only let abandoned work pile up beside live work.
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")
@@ -153,18 +150,14 @@ class Runtime(Generic[P, Out]):
             extra={"model": self.model.model_id, "startup_s": round(time.monotonic() - began, 3)},
         )
 
-    async def _model(self) -> ServedModel[P, Out]:
-        source = self._source
-        if source is None:
-            source = await asyncio.to_thread(load_checkpoint, self.settings.model_dir)
-        if isinstance(source, Checkpoint):
-            return SentimentModel(source, self.settings.inference_backend)  # type: ignore[return-value]
-        return source
-
     async def _load(self) -> None:
         settings = self.settings
-        model = await self._model()
-        configure_torch(settings.torch_threads)
+        model: ServedModel[P, Out] = await asyncio.to_thread(self._load_model)
+        # The model's own set-up of each thread it runs on (torch's thread count is per
+        # thread under OpenMP): here, and on the batchers' threads.
+        setup_thread = model.setup_thread if isinstance(model, ThreadBound) else None
+        if setup_thread is not None:
+            setup_thread()
         # The inference thread drops and retakes the GIL around every torch op; with the
         # default 5 ms interval each retake can wait behind the event loop's Python work, and
         # the model thread idles. Measured at c=64 on 2 cores: 5 ms ~735 req/s, 1 ms ~840,
@@ -181,8 +174,7 @@ class Runtime(Generic[P, Out]):
             ),
             size_of=model.size_of,
             observer=self.metrics,
-            # torch's thread count is per thread under OpenMP: set it where the model runs.
-            initializer=lambda: configure_torch(settings.torch_threads),
+            initializer=setup_thread,
         )
         batcher.start()
         self.model, self.batcher = model, batcher
@@ -205,7 +197,7 @@ class Runtime(Generic[P, Out]):
                     name="explain",
                 ),
                 size_of=lambda item: item[1],  # its tokens: the work grows with them
-                initializer=lambda: configure_torch(settings.torch_threads),
+                initializer=setup_thread,
             )
             self.explain_batcher.start()
 
@@ -256,7 +248,7 @@ class Runtime(Generic[P, Out]):
     ) -> tuple[dict[str, Any], int]:
         """Score the request's texts: (response body, size of the batch they were scored in).
         `alone`: no other client is connected to this process, so a lone review may be scored
-        at once on the event loop (see service/batching.py) instead of queued."""
+        at once on the event loop (see service/runtime/batching.py) instead of queued."""
         model = self.serving_model()
         assert self.batcher is not None
         texts = request.items

@@ -26,7 +26,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from model.language import Reading
-from service.workers import MULTIPROC_ENV
+from service.config import MULTIPROC_ENV
 
 # The *_created series double the output and no dashboard here reads them.
 disable_created_metrics()
@@ -174,7 +174,7 @@ class Metrics:
             registry=r,
         )
         self._reading_children: dict[tuple[str, str], Any] = {}
-        # Answers the protocol layer writes itself (service/protocol.py): they never reach the
+        # Answers the protocol layer writes itself (service/server/http_guard.py): they never reach the
         # app, so http_requests does not see them. "none" = closed without an answer.
         self.protocol_refusals = Counter(
             "protocol_refusals",

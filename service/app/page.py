@@ -1,4 +1,4 @@
-"""The try-it page at `/`: static HTML, CSS and JavaScript shipped in service/static/.
+"""The try-it page at `/`: static HTML, CSS and JavaScript shipped in service/app/static/.
 
 The files are read once when the router is built, so serving them costs a dict lookup. They
 are same-origin only and the page works offline, which is what lets the Content-Security-Policy
@@ -48,14 +48,14 @@ class StaticFile:
 
 
 def _read(name: str) -> bytes:
-    return resources.files("service").joinpath("static", name).read_bytes()
+    return resources.files("service.app").joinpath("static", name).read_bytes()
 
 
 def load_page(api_key_required: bool) -> tuple[StaticFile, dict[str, StaticFile]]:
     """index.html (with the API-key flag set) and the assets it links, from the package."""
     html = _read("index.html").decode("utf-8")
     if API_KEY_MARKER not in html:
-        raise RuntimeError(f"service/static/index.html lost its {API_KEY_MARKER} marker")
+        raise RuntimeError(f"service/app/static/index.html lost its {API_KEY_MARKER} marker")
     if api_key_required:
         html = html.replace(API_KEY_MARKER, 'data-api-key="required"')
     index = StaticFile(html.encode("utf-8"), "text/html; charset=utf-8")

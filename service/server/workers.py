@@ -12,7 +12,7 @@ being replaced wait for its successor instead of being refused.
 * Readiness: every worker writes its status into a small shared-memory board, and each one's
   /health is 200 only while every slot says "ok" -- or "replacing": a worker started in place
   of a dead one. A replacement takes no connection until its model is warm (its app holds
-  uvicorn's start-up until then: service/main.py), so the connections that reach its socket
+  uvicorn's start-up until then: service/app/factory.py), so the connections that reach its socket
   meanwhile wait there instead of getting 503 not_ready, and the pod stays listed.
 * SIGTERM/SIGINT: forwarded as SIGTERM to every worker, each of which drains as a single
   process would; the supervisor exits once all have, with the first non-zero status.
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import mmap
 import os
 import shutil
@@ -44,13 +43,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 
+from service.config import MULTIPROC_ENV
+
 logger = logging.getLogger("service.workers")
 
 STATUS_CODES = {"loading": 0, "ok": 1, "draining": 2, "failed": 3, "replacing": 4, "backoff": 5}
 # Slots that let /health say ready: a replacement loads while the other workers serve.
 READY_CODES = frozenset({STATUS_CODES["ok"], STATUS_CODES["replacing"]})
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# Exit status of a worker whose start-up failed (service.__main__.EXIT_START_FAILED).
+# Exit status of a worker whose start-up failed (service.server.launch.EXIT_START_FAILED).
 START_FAILED = 4
 # More deaths than this within CRASH_WINDOW_S: replace after a back-off, not at once.
 MAX_CRASHES = 5
@@ -58,36 +58,6 @@ CRASH_WINDOW_S = 60.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
 FORWARDED = (signal.SIGTERM, signal.SIGINT)
-
-
-def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (v2
-    `cpu.max` or v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`), rounded up, at least 1."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        count = os.cpu_count() or 1
-    quota = _cgroup_quota(cgroup_root)
-    if quota is not None:
-        count = min(count, math.ceil(quota))
-    return max(1, count)
-
-
-def _cgroup_quota(root: Path) -> float | None:
-    """CPUs allowed by the cgroup quota, or None when unlimited or unknown."""
-    try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "150000 100000"
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    for v1 in (root / "cpu", root / "cpu,cpuacct", root):
-        try:
-            quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
-            period_us = int((v1 / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
-            continue
-        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
-    return None
 
 
 class WorkerBoard:

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_body, send_json
-from service.metrics import Metrics
+from service.runtime.metrics import Metrics
 
 access_logger = logging.getLogger("service.access")
 error_logger = logging.getLogger("service.errors")

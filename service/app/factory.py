@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.app.middleware import RequestContextMiddleware
+from service.app.routes import build_router
 from service.config import Settings
 from service.errors import install_error_handlers
-from service.metrics import Metrics
-from service.middleware import RequestContextMiddleware
-from service.routes import build_router
-from service.runtime import ModelSource, Runtime
-from service.workers import WorkerSlot
+from service.runtime.metrics import Metrics
+from service.runtime.runtime import Runtime, SharedReadiness
+from service.runtime.sentiment_model import ModelSource, model_loader
 
 DESCRIPTION = """
 Scores reviews, comments and posts (products, shops, restaurants, apps, services, films,
@@ -32,14 +32,14 @@ def create_app(
     settings: Settings | None = None,
     *,
     model: ModelSource = None,
-    slot: WorkerSlot | None = None,
+    slot: SharedReadiness | None = None,
 ) -> FastAPI:
     """The ASGI app. `model`: a `ServedModel` to serve (tests pass fakes), or a loaded
     checkpoint; None loads MODEL_DIR at start-up. `slot`: this worker's place on the shared
-    readiness board when it is one of several (service/workers.py)."""
+    readiness board when it is one of several (service/server/workers.py)."""
     settings = settings or Settings()
     metrics = Metrics()
-    runtime: Runtime[Any, Any] = Runtime(settings, metrics, model=model, slot=slot)
+    runtime: Runtime[Any, Any] = Runtime(settings, metrics, model_loader(settings, model), slot=slot)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -37,8 +37,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from service.app.middleware import new_request_id
+from service.app.request_body import OPEN_CONNECTIONS
 from service.errors import error_body, send_json
-from service.middleware import new_request_id
 
 logger = logging.getLogger("service.protocol")
 
@@ -153,16 +154,6 @@ class _HeadersTooLarge:
         body = error_body(431, message, type="headers_too_large", request_id=request_id)
         headers = [(b"x-request-id", request_id.encode("ascii")), (b"connection", b"close")]
         await send_json(send, 431, body, headers)
-
-
-# Scope key: how many connections this process had open when the request's headers arrived.
-OPEN_CONNECTIONS = "sentiment.open_connections"
-
-
-def lone_client(scope: Any) -> bool:
-    """The request's connection is the only one this process has open (true when unknown, as
-    under a test transport): nobody else could use the event loop while it is served."""
-    return int(scope.get(OPEN_CONNECTIONS, 1)) <= 1
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):

@@ -1,4 +1,4 @@
-"""HTTP routes: thin, everything else lives in body.py and runtime.py."""
+"""HTTP routes: thin; request bodies are read in request_body.py, scored by the runtime."""
 
 from __future__ import annotations
 
@@ -11,14 +11,21 @@ from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
-from service.body import check_content_type, parse_json, read_body, reject_nul, time_left, validate
+from service.app.page import build_page_router
+from service.app.request_body import (
+    check_content_type,
+    lone_client,
+    parse_json,
+    read_body,
+    reject_nul,
+    time_left,
+    validate,
+)
 from service.config import Settings
 from service.errors import ApiError, request_id_of
-from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from service.metrics import Metrics
-from service.page import build_page_router
-from service.protocol import lone_client
-from service.runtime import Runtime
+from service.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from service.runtime.metrics import Metrics
+from service.runtime.runtime import Runtime
 from service.schemas import (
     REQUEST_EXAMPLES,
     ErrorResponse,

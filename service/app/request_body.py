@@ -161,3 +161,13 @@ def time_left(request: Request, budget: float) -> float:
     """Seconds left of the request's `budget`, counted from when the request arrived."""
     started = getattr(request.state, "started", None)
     return budget - (time.monotonic() - started) if started is not None else budget
+
+
+# Scope key: how many connections this process had open when the request's headers arrived.
+OPEN_CONNECTIONS = "sentiment.open_connections"
+
+
+def lone_client(scope: Any) -> bool:
+    """The request's connection is the only one this process has open (true when unknown, as
+    under a test transport): nobody else could use the event loop while it is served."""
+    return int(scope.get(OPEN_CONNECTIONS, 1)) <= 1
