@@ -17,8 +17,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.data import load_reviews, write_bodies
 from bench.load import available_generators
+from bench.reviews import load_reviews, write_bodies
 from bench.sections import measure_level
 from bench.server import REPO, Server
 

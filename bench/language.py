@@ -283,7 +283,7 @@ def readable_report(real_count: int, checkpoint: str | None) -> dict[str, Any]:
         sets["real short English"] = real_english(real_count)
         imdb = SHARED / "aclImdb_train.tar.gz"
         if imdb.is_file():
-            from bench.data import load_reviews
+            from bench.reviews import load_reviews
 
             sets["real IMDB reviews (any length)"] = load_reviews(imdb, 3000, seed=5).texts
     for name, texts in sets.items():
@@ -341,7 +341,7 @@ def cost_report(checkpoint: str | None, rounds: int) -> dict[str, Any]:
 def _typical_reviews() -> list[str]:
     """100 typical single reviews (median length): real IMDB ones when the archive is here,
     else generated."""
-    from bench.data import load_reviews, typical
+    from bench.reviews import load_reviews, typical
 
     data = SHARED / "aclImdb_train.tar.gz"
     return typical(load_reviews(data if data.is_file() else None, 2000).texts, 100)

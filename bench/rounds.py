@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import ratio
-from bench.data import DEFAULT_DATA, load_reviews, write_bodies
 from bench.load import available_generators
 from bench.peers import PEERS, available
+from bench.reviews import DEFAULT_DATA, load_reviews, write_bodies
 from bench.sections import measure_level
 from bench.server import REPO, Server
 

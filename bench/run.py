@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import analysis, image, report, sections
-from bench.data import DEFAULT_DATA, load_reviews, typical, write_bodies
 from bench.peers import measure_peers
+from bench.reviews import DEFAULT_DATA, load_reviews, typical, write_bodies
 from bench.sections import Policy, Timing
 from bench.server import REPO, Server, service_available, service_default
 from bench.standin import ModelChoice, choose_model

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import metrics, profile
+from bench import profile, scrape
 from bench.load import available_generators, run_load
 from bench.server import Sampler, Server
 
@@ -71,11 +71,11 @@ def measure_level(
     before = server.metrics_text()
     with Sampler(server.pid) as sampler:
         result = run_load(generator, server.url, bodies, concurrency, seconds, path=path)
-    deltas = metrics.delta(before, server.metrics_text())
+    deltas = scrape.delta(before, server.metrics_text())
     row: dict[str, Any] = {**result.as_dict(), **sampler.as_dict()}
     answered = max(1, result.requests + result.errors)
     row["server_cpu_ms_per_request"] = round(1e3 * sampler.cpu_s / answered, 3)
-    row["server_histograms"] = metrics.by_role(deltas)
+    row["server_histograms"] = scrape.by_role(deltas)
     logger.info(
         "c=%d %s: %.1f req/s p50 %.2f ms p99 %.2f ms errors %d, server %.2f cores, gen %.2f s CPU",
         concurrency,

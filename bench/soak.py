@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import load_reviews
 from bench.load import CONNECTION_ERRORS, _read_response, _request_bytes
+from bench.reviews import load_reviews
 from bench.server import HOST, REPO, Server, service_default
 
 logger = logging.getLogger("bench.soak")

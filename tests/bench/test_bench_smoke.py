@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import analysis, metrics, profile, rounds
+from bench import analysis, profile, rounds, scrape
 from bench.load import available_generators
 from bench.server import service_available
 from tests.conftest import build_checkpoint
@@ -35,7 +35,7 @@ METRICS_AFTER = (
 
 
 def test_metrics_deltas_pick_the_predict_route() -> None:
-    roles = metrics.by_role(metrics.delta(METRICS_BEFORE, METRICS_AFTER))
+    roles = scrape.by_role(scrape.delta(METRICS_BEFORE, METRICS_AFTER))
     assert roles["queue_wait_s"]["count"] == 20
     assert roles["queue_wait_s"]["mean"] == pytest.approx(0.02)
     assert roles["request_s"]["count"] == 10 and roles["request_s"]["mean"] == pytest.approx(0.2)

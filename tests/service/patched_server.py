@@ -19,8 +19,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.server import launch as entry
 from service.runtime.sentiment_model import Explainer, SentimentModel
+from service.server import launch as entry
 
 DELAY = float(os.environ.get("SLOW_BATCH_S", "0"))
 BROKEN = os.environ.get("BROKEN_MODEL") == "1"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from bench.page import PHONE, chromium, long_review, score, unavailable
+from bench.page_timing import PHONE, chromium, long_review, score, unavailable
 from bench.server import Server
 from model.predictor import Predictor
 from service.app.page import API_KEY_MARKER, CONTENT_SECURITY_POLICY

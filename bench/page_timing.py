@@ -1,4 +1,4 @@
-"""python -m bench.page: the try-it page at `/` in a real browser (Debian's Chromium, driven by
+"""python -m bench.page_timing: the try-it page at `/` in a real browser (Debian's Chromium, driven by
 Playwright; no browser download).
 
 Starts `python -m service` with the shipped model, opens the page in headless Chromium and
@@ -24,10 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.data import load_reviews
+from bench.reviews import load_reviews
 from bench.server import REPO, Server
 
-logger = logging.getLogger("bench.page")
+logger = logging.getLogger("bench.page_timing")
 
 DEFAULT_MODEL = REPO / "artifacts" / "review-sentiment"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "aclImdb_train.tar.gz"
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     reason = unavailable()
     if reason:
-        logger.error("bench.page: %s", reason)
+        logger.error("bench.page_timing: %s", reason)
         return 2
     text = long_review(args.words, args.data)
     with Server(args.model_dir, env={"LOG_LEVEL": "WARNING"}) as server:
