@@ -1,8 +1,8 @@
 """The README's error table against the code: every (status, type) the service can answer is
-listed, and nothing listed is made up. The code's pairs are read from service/*.py: each
-`ApiError`, `raw_error`, `error_body` or `error_response` call with a literal status, and its
-`type=` (a literal, or a module-level string constant of service/ or model/; else the status's
-default type in service/errors.py)."""
+listed, and nothing listed is made up. The code's pairs are read from every .py file under
+service/ (any depth): each `ApiError`, `raw_error`, `error_body` or `error_response` call with a
+literal status, and its `type=` (a literal, or a module-level string constant of service/ or
+model/; else the status's default type in the service's errors module)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def string_constants(trees: list[ast.Module]) -> dict[str, str]:
 def code_pairs() -> set[tuple[int, str]]:
     pairs = set(FROM_STARLETTE)
     trees = [ast.parse(path.read_text()) for path in sorted((REPO / "service").rglob("*.py"))]
-    trees += [ast.parse(path.read_text()) for path in sorted((REPO / "model").glob("*.py"))]
+    trees += [ast.parse(path.read_text()) for path in sorted((REPO / "model").rglob("*.py"))]
     names = string_constants(trees)
     for tree in trees:
         for node in ast.walk(tree):
@@ -58,10 +58,17 @@ def code_pairs() -> set[tuple[int, str]]:
     return pairs
 
 
-def readme_pairs() -> set[tuple[int, str]]:
+def readme_error_table() -> str:
+    """The README's "Errors" section (a heading of level 2 or 3), up to the next heading."""
     text = (REPO / "README.md").read_text()
-    table = text.split("### Errors", 1)[1].split("\n### ", 1)[0]
-    pairs = set()
+    section = re.search(r"^#{2,3} Errors\n(.*?)(?=^#|\Z)", text, re.M | re.S)
+    assert section is not None, "the README has no Errors heading"
+    return section.group(1)
+
+
+def readme_pairs() -> set[tuple[int, str]]:
+    table = readme_error_table()
+    pairs: set[tuple[int, str]] = set()
     for row in table.splitlines():
         cells = [c.strip() for c in row.strip().strip("|").split("|")]
         if len(cells) < 3 or not re.fullmatch(r"\d{3}( / \d{3})*", cells[0]):
@@ -74,6 +81,12 @@ def readme_pairs() -> set[tuple[int, str]]:
             assert len(statuses) == 1, row  # one status, several types
             pairs.update((statuses[0], kind) for kind in types)
     return pairs
+
+
+def test_readme_pairs_are_found() -> None:
+    # The table reader works: an empty or mis-read table would make the comparison below vacuous
+    # on one side.
+    assert {(400, "invalid_json"), (404, "not_found"), (503, "too_many_connections")} <= readme_pairs()
 
 
 def test_code_pairs_are_found() -> None:

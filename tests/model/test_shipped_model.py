@@ -25,7 +25,8 @@ from tests.conftest import reinitialised
 from tests.model.frozen_eval import below_floors, load_rows, score
 from tests.model.shipped_gates import CHECKLIST_CEILINGS, FROZEN_EVAL_FLOORS, SHIPPED_MANIFEST_SHA256
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 UPDATE = "if the model changed on purpose, set it in tests/model/shipped_gates.py"
 
 
@@ -91,9 +92,10 @@ def test_edited_weights_with_a_rewritten_manifest_load_but_miss_the_pin(tmp_path
 
 
 def test_the_readme_names_the_shipped_model(shipped: Predictor) -> None:
-    # The API examples show the id the service reports ("model" and /model's "id").
-    text = README.read_text()
-    named = set(re.findall(r'"(?:model|id)": "([\w.-]+@[0-9a-f]{12})"', text))
+    # The API examples (README and docs/) show the id the service reports ("model" and /model's
+    # "id"), written compactly as the service writes JSON or with a space after the colon.
+    text = "\n".join(path.read_text() for path in EXAMPLES)
+    named = set(re.findall(r'"(?:model|id)":\s*"([\w.-]+@[0-9a-f]{12})"', text))
     assert named == {shipped.checkpoint.model_id}, (named, shipped.checkpoint.model_id)
 
 
