@@ -6,7 +6,7 @@ PORT   ?= 8000
 DATA   ?= ../shared/data/aclImdb_train.tar.gz
 SST2   ?= ../shared/data/sst2
 
-.PHONY: serve test lint typecheck unit docker-test bench bench-rounds bench-smoke fuzz soak train compare checklist clean
+.PHONY: serve test lint typecheck unit docker-test bench bench-rounds bench-smoke fuzz soak train compare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)

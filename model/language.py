@@ -20,7 +20,7 @@ names CLD2 takes for Danish, say) are left out. Texts with no word at all
 
 Both signals read a bounded head of the text (READ_CHARS, READ_TOKENS), so the cost of a text
 is bounded whatever its length (bench/language.py measures it). Thresholds were tuned on
-bench/language_texts.py and checked on real short English (README: "Texts it cannot read").
+bench/language_texts.py and checked on real short English (docs/language.md).
 """
 
 from __future__ import annotations

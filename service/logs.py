@@ -98,7 +98,7 @@ class BatchWriter:
     """The consumer side of the log queue, on its own thread: it takes whatever records are
     queued, writes them in one system call, then pauses `pause_s`. Records arriving during the
     pause wake nobody, so a busy server pays no thread wake-up (and GIL hand-over) per access
-    line, the largest cost of logging it had (README, "Benchmarks"); an idle one
+    line, the largest cost of logging it had (docs/benchmarks.md); an idle one
     blocks and costs nothing. A short pause keeps each burst of formatting short, which the
     tail latency notices. `stop()` writes what is left."""
 
