@@ -42,16 +42,7 @@ def shipped_architecture() -> tuple[ModelConfig, TextConfig]:
         min_freq=shipped.min_freq,
         max_vocab=shipped.max_vocab,
     )
-    model = ModelConfig(
-        vocab_size=3,
-        cell=shipped.cell,
-        embed_dim=shipped.embed_dim,
-        hidden_dim=shipped.hidden_dim,
-        num_layers=shipped.layers,
-        bidirectional=shipped.bidirectional,
-        pooling=shipped.pooling,
-    )
-    return model, text
+    return shipped.model.sized(vocab_size=3, num_classes=2), text
 
 
 def build_standin(directory: Path, texts: list[str], tiny: bool = False) -> Checkpoint:

@@ -21,6 +21,7 @@ from model import train
 from model.checkpoint import load_checkpoint
 from model.data import load_examples
 from model.predictor import Predictor
+from model.rnn import Architecture
 
 logger = logging.getLogger("model.compare")
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="aclImdb dir or .tar.gz (or CSV/JSONL)")
     p.add_argument("--limit", type=int, default=6000, help="reviews used per variant")
     p.add_argument("--epochs", type=int, default=2, help="epochs per variant")
-    p.add_argument("--hidden-dim", type=int, default=64, help="hidden size per direction")
+    p.add_argument("--hidden-dim", type=int, default=Architecture().hidden_dim,
+                   help="hidden size per direction")
     p.add_argument("--max-tokens", type=int, default=400, help="truncation length")
     p.add_argument("--pretrain", default="none", choices=("none", "word2vec"),
                    help="embedding initialisation (shared cache across variants)")
@@ -70,10 +72,11 @@ def run_variant(
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ckpt"
+        architecture = Architecture(cell=cell, bidirectional=bidirectional, pooling=pooling,
+                                    hidden_dim=args.hidden_dim)
         config = train.TrainConfig(
-            data=[args.data], out=str(out), limit=args.limit, epochs=args.epochs, cell=cell,
-            pooling=pooling, hidden_dim=args.hidden_dim, max_tokens=args.max_tokens,
-            threads=args.threads, pretrain=args.pretrain, patience=9, bidirectional=bidirectional,
+            data=[args.data], out=str(out), limit=args.limit, epochs=args.epochs, model=architecture,
+            max_tokens=args.max_tokens, threads=args.threads, pretrain=args.pretrain, patience=9,
             w2v_cache=args.w2v_cache,
         )
         started = time.perf_counter()

@@ -11,7 +11,7 @@ the padding), sequences are packed, so a review's answer never depends on what i
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -19,42 +19,66 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from model.options import option
+
 RecurrentLayer = type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]
 CELLS: dict[str, RecurrentLayer] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "max", "mean", "maxmean")
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int  # rows of the embedding table, <pad>=0 and <unk>=1 included
-    num_classes: int = 2  # size of the softmax
-    cell: str = "gru"  # recurrent cell: rnn | lstm | gru
-    embed_dim: int = 128  # width of a token vector x_t
-    hidden_dim: int = 128  # width of the hidden state h_t, per direction
-    num_layers: int = 1  # stacked recurrent layers
-    bidirectional: bool = True  # also read the review right-to-left
-    pooling: str = "maxmean"  # summary over time: last | max | mean | maxmean (max and mean)
-    dropout: float = 0.3  # before the classifier and between stacked layers
-    embed_dropout: float = 0.2  # on the token vectors, during training only
+@dataclass(frozen=True, kw_only=True)
+class Architecture:
+    """The network's shape: what a trainer chooses (model/train.py's command line is built from
+    these fields, their defaults and help). The defaults are the shipped model's."""
+
+    cell: str = option("gru", "recurrent cell", choices=tuple(CELLS))
+    embed_dim: int = option(128, "width of a token vector x_t")
+    hidden_dim: int = option(64, "width of the hidden state h_t, per direction")
+    num_layers: int = option(1, "stacked recurrent layers")
+    bidirectional: bool = option(True, "also read the review right-to-left")
+    pooling: str = option("maxmean", "summary over time (maxmean: max and mean side by side)",
+                          choices=POOLINGS)
+    dropout: float = option(0.3, "dropout before the classifier and between stacked layers")
+    embed_dropout: float = option(0.2, "dropout on the token vectors, during training only")
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
-        for name in ("vocab_size", "num_classes", "embed_dim", "hidden_dim", "num_layers"):
+        for name in ("embed_dim", "hidden_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.num_classes < 2:
-            raise ValueError("num_classes must be >= 2")
 
     @property
     def summary_dim(self) -> int:
         directions = 2 if self.bidirectional else 1
         return self.hidden_dim * directions * (2 if self.pooling == "maxmean" else 1)
 
+    def sized(self, vocab_size: int, num_classes: int) -> ModelConfig:
+        """This architecture with the sizes the data fixes."""
+        chosen = {f.name: getattr(self, f.name) for f in fields(Architecture)}
+        return ModelConfig(vocab_size=vocab_size, num_classes=num_classes, **chosen)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(Architecture):
+    """An architecture with the sizes its data fixed: what a checkpoint records."""
+
+    vocab_size: int  # rows of the embedding table, <pad>=0 and <unk>=1 included
+    num_classes: int = 2  # size of the softmax
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vocab_size < 1:
+            raise ValueError("vocab_size must be >= 1")
+        if self.num_classes < 2:
+            raise ValueError("num_classes must be >= 2")
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # The sizes first, as checkpoints and GET /model have always listed them.
+        data = asdict(self)
+        return {"vocab_size": data.pop("vocab_size"), "num_classes": data.pop("num_classes"), **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -1,6 +1,8 @@
 """Train a SentimentRNN: python -m model.train --data PATH [--data PATH ...] --out DIR [options].
 
 `TrainConfig` is the one source of settings and defaults; the command line is built from it.
+The architecture is the model's own `Architecture` (model/rnn.py): its fields are the flags
+(`--cell`, `--hidden-dim`, `--num-layers`, ...), with its defaults and help.
 Training runs in stages: load data -> build model -> fit -> calibrate -> save.
 
 Several corpora train one model: each `--data` source is split into train/validation with a
@@ -21,8 +23,6 @@ import random
 import re
 import sys
 import time
-import types
-import typing
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,90 +45,78 @@ from model.metrics import (
     rows_by_length,
     summary_row,
 )
+from model.options import add_options, option, take_options
 from model.predictor import in_length_batches, model_logits
-from model.rnn import CELLS, POOLINGS, ModelConfig, SentimentRNN, format_parameter_summary, pad_batch
+from model.rnn import Architecture, SentimentRNN, format_parameter_summary, pad_batch
 from model.text import TextConfig, TextPipeline, Vocabulary, tokenize
 
 logger = logging.getLogger("model.train")
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:
-    """A config field whose help text is its documentation and its --flag's help."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **extra})
-    return field(default=default, metadata={"help": help, **extra})
-
-
 @dataclass
 class TrainConfig:
     # data
-    data: list[str] = _opt([], "training source (repeat): aclImdb dir/.tar.gz, .csv, .tsv or .jsonl",
-                           required=True)
-    weight: list[float] = _opt([], "sampling weight of each --data source, same order (default 1 "
-                               "each): its share of every epoch")
-    val_data: list[str] = _opt([], "validation-only source (repeat), e.g. SST-2 dev")
-    calibration_sets: list[str] = _opt([], "validation sets (by name, repeat) the temperature is fitted "
-                                       "on (default: all); leave out splits that share text with "
-                                       "training, such as phrases of the same sentences")
-    out: str = _opt("", "checkpoint directory to write", required=True)
-    format: str = _opt("auto", "input format of every source", choices=FORMATS)
-    split: str = _opt("train", "aclImdb split to train on")
-    text_column: str | None = _opt(None, "CSV/TSV/JSONL text field (default: detected)")
-    label_column: str | None = _opt(None, "CSV/TSV/JSONL label field (default: detected)")
-    strict: bool = _opt(False, "fail on the first bad row")
-    val_fraction: float = _opt(0.1, "held-out validation share of each --data source")
-    whole: list[str] = _opt([], "sources (by name) trained on whole, never split: for sets whose "
-                            "own split would share text with training (SST-2's phrases of the "
-                            "same sentences, SST-5's sentences inside them); validate them with "
-                            "--val-data")
-    imdb_urls: str = _opt("", "folder of the aclImdb urls_pos.txt / urls_neg.txt: IMDB validation "
-                          "is then split by movie (random reviews share movies: it flatters)")
-    limit: int = _opt(0, "use only N examples per source (0 = all)")
-    epoch_size: int = _opt(0, "examples per epoch (0 = all training examples of all sources)")
-    crops: float = _opt(0.0, "sentence-window crops of long training reviews, as a share of the "
-                        "epoch (label of their review)")
-    augment: float = _opt(0.0, "rule-labelled negation/contrast/emoji/rating examples made from "
-                          "short training phrases, as a share of the epoch")
+    data: list[str] = option([], "training source (repeat): aclImdb dir/.tar.gz, .csv, .tsv or .jsonl",
+                             required=True)
+    weight: list[float] = option([], "sampling weight of each --data source, same order (default 1 "
+                                 "each): its share of every epoch")
+    val_data: list[str] = option([], "validation-only source (repeat), e.g. SST-2 dev")
+    calibration_sets: list[str] = option([], "validation sets (by name, repeat) the temperature is fitted "
+                                         "on (default: all); leave out splits that share text with "
+                                         "training, such as phrases of the same sentences")
+    out: str = option("", "checkpoint directory to write", required=True)
+    format: str = option("auto", "input format of every source", choices=FORMATS)
+    split: str = option("train", "aclImdb split to train on")
+    text_column: str | None = option(None, "CSV/TSV/JSONL text field (default: detected)")
+    label_column: str | None = option(None, "CSV/TSV/JSONL label field (default: detected)")
+    strict: bool = option(False, "fail on the first bad row")
+    val_fraction: float = option(0.1, "held-out validation share of each --data source")
+    whole: list[str] = option([], "sources (by name) trained on whole, never split: for sets whose "
+                              "own split would share text with training (SST-2's phrases of the "
+                              "same sentences, SST-5's sentences inside them); validate them with "
+                              "--val-data")
+    imdb_urls: str = option("", "folder of the aclImdb urls_pos.txt / urls_neg.txt: IMDB validation "
+                            "is then split by movie (random reviews share movies: it flatters)")
+    limit: int = option(0, "use only N examples per source (0 = all)")
+    epoch_size: int = option(0, "examples per epoch (0 = all training examples of all sources)")
+    crops: float = option(0.0, "sentence-window crops of long training reviews, as a share of the "
+                          "epoch (label of their review)")
+    augment: float = option(0.0, "rule-labelled negation/contrast/emoji/rating examples made from "
+                            "short training phrases, as a share of the epoch")
     # text pipeline
-    max_tokens: int = _opt(400, "truncate reviews to N tokens (head + tail)")
-    head_fraction: float = _opt(0.25, "share of max-tokens kept from the start")
-    min_freq: int = _opt(2, "min token count for the vocabulary")
-    max_vocab: int = _opt(30_000, "vocabulary size cap")
-    lowercase: bool = _opt(True, "fold letter case")
-    spelling: bool = _opt(True, "read an unknown word as its most frequent one-edit neighbour")
-    # architecture
-    cell: str = _opt("gru", "recurrent cell", choices=sorted(CELLS))
-    layers: int = _opt(1, "stacked recurrent layers")
-    embed_dim: int = _opt(128, "token vector size")
-    hidden_dim: int = _opt(64, "hidden state size per direction")
-    bidirectional: bool = _opt(True, "read both ways")
-    pooling: str = _opt("maxmean", "summary over time", choices=POOLINGS)
-    dropout: float = _opt(0.3, "dropout before the classifier")
-    embed_dropout: float = _opt(0.2, "dropout on token vectors")
+    max_tokens: int = option(400, "truncate reviews to N tokens (head + tail)")
+    head_fraction: float = option(0.25, "share of max-tokens kept from the start")
+    min_freq: int = option(2, "min token count for the vocabulary")
+    max_vocab: int = option(30_000, "vocabulary size cap")
+    lowercase: bool = option(True, "fold letter case")
+    spelling: bool = option(True, "read an unknown word as its most frequent one-edit neighbour")
+    # architecture: the model's own fields, one flag each (the data sets the vocabulary and
+    # class counts); fine-tuning keeps the checkpoint's
+    model: Architecture = field(default_factory=Architecture)
     # optimisation
-    epochs: int = _opt(8, "maximum epochs")
-    batch_size: int = _opt(64, "examples per step")
-    lr: float = _opt(2e-3, "AdamW learning rate (fine-tuning: --finetune-lr)")
-    lr_decay: float = _opt(1.0, "multiply the learning rate by this after every epoch")
-    weight_decay: float = _opt(1e-4, "AdamW weight decay")
-    clip: float = _opt(1.0, "gradient-norm clipping")
-    patience: int = _opt(2, "epochs without validation improvement before stopping")
-    seed: int = _opt(13, "random seed (data splits, sampling and init)")
-    threads: int = _opt(0, "torch threads (0 = torch default)")
-    time_budget: float = _opt(0.0, "stop after N minutes (0 = none)")
+    epochs: int = option(8, "maximum epochs")
+    batch_size: int = option(64, "examples per step")
+    lr: float = option(2e-3, "AdamW learning rate (fine-tuning: --finetune-lr)")
+    lr_decay: float = option(1.0, "multiply the learning rate by this after every epoch")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    clip: float = option(1.0, "gradient-norm clipping")
+    patience: int = option(2, "epochs without validation improvement before stopping")
+    seed: int = option(13, "random seed (data splits, sampling and init)")
+    threads: int = option(0, "torch threads (0 = torch default)")
+    time_budget: float = option(0.0, "stop after N minutes (0 = none)")
     # pre-trained word vectors
-    pretrain: str = _opt("none", "initialise embeddings with skip-gram word2vec on all training "
-                         "texts (plus aclImdb train/unsup)", choices=("none", "word2vec"))
-    w2v_epochs: int = _opt(5, "word2vec epochs")
-    w2v_cache: str = _opt("", "file to reuse/save word2vec vectors")
+    pretrain: str = option("none", "initialise embeddings with skip-gram word2vec on all training "
+                           "texts (plus aclImdb train/unsup)", choices=("none", "word2vec"))
+    w2v_epochs: int = option(5, "word2vec epochs")
+    w2v_cache: str = option("", "file to reuse/save word2vec vectors")
     # fine-tuning
-    init_from: str | None = _opt(None, "fine-tune this checkpoint dir ('shipped' = the default "
-                                 "model) instead of training from scratch")
-    finetune_lr: float = _opt(3e-4, "learning rate when fine-tuning")
-    finetune_batch_size: int = _opt(16, "examples per step when fine-tuning (a few hundred rows "
-                                    "still make many steps)")
-    new_words: int = _opt(2_000, "fine-tuning: most new frequent words added to the vocabulary")
-    dry_run: bool = _opt(False, "one batch of everything, as a smoke test")
+    init_from: str | None = option(None, "fine-tune this checkpoint dir ('shipped' = the default "
+                                   "model) instead of training from scratch")
+    finetune_lr: float = option(3e-4, "learning rate when fine-tuning")
+    finetune_batch_size: int = option(16, "examples per step when fine-tuning (a few hundred rows "
+                                      "still make many steps)")
+    new_words: int = option(2_000, "fine-tuning: most new frequent words added to the vocabulary")
+    dry_run: bool = option(False, "one batch of everything, as a smoke test")
 
     def __post_init__(self) -> None:
         if self.weight and len(self.weight) != len(self.data):
@@ -144,32 +132,21 @@ class TrainConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI, one flag per TrainConfig field: its type, default, choices and help."""
+    """The CLI, one flag per TrainConfig field and per field of the model's `Architecture`: its
+    type, default, choices and help."""
     p = argparse.ArgumentParser(
         prog="python -m model.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        flag, meta = "--" + f.name.replace("_", "-"), dict(f.metadata)
-        kind = hints[f.name]
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=meta["help"])
-        elif typing.get_origin(kind) is list:
-            p.add_argument(flag, action="append", type=typing.get_args(kind)[0], default=None,
-                           required=meta.get("required", False), help=meta["help"])
-        else:
-            base = next(a for a in typing.get_args(kind) if a is not type(None)) \
-                if isinstance(kind, types.UnionType) else kind
-            p.add_argument(flag, type=base, default=f.default, choices=meta.get("choices"),
-                           required=meta.get("required", False), help=meta["help"])
+    add_options(p, TrainConfig)
+    add_options(p.add_argument_group("architecture (model/rnn.py's Architecture)"), Architecture)
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {k: v for k, v in vars(args).items() if v is not None}
-    return TrainConfig(**values)
+    return TrainConfig(model=Architecture(**take_options(values, Architecture)), **values)
 
 
 # ---------------------------------------------------------------- stage 1: load data
@@ -354,14 +331,6 @@ def text_config(cfg: TrainConfig) -> TextConfig:
     )
 
 
-def model_config(cfg: TrainConfig, vocab_size: int, num_classes: int) -> ModelConfig:
-    return ModelConfig(
-        vocab_size=vocab_size, num_classes=num_classes, cell=cfg.cell, embed_dim=cfg.embed_dim,
-        hidden_dim=cfg.hidden_dim, num_layers=cfg.layers, bidirectional=cfg.bidirectional,
-        pooling=cfg.pooling, dropout=cfg.dropout, embed_dropout=cfg.embed_dropout,
-    )
-
-
 Built = tuple[SentimentRNN, TextPipeline, list[list[str]]]  # model, pipeline, training tokens
 
 
@@ -370,11 +339,11 @@ def build_model(cfg: TrainConfig, corpus: Corpus) -> Built:
     lowercase = cfg.lowercase
     train_tokens = [tokenize(e.text, lowercase) for e in corpus.train_examples]
     pipeline = TextPipeline.fit_tokens(train_tokens, text_config(cfg))
-    model = SentimentRNN(model_config(cfg, len(pipeline.vocab), len(corpus.labels)))
+    model = SentimentRNN(cfg.model.sized(len(pipeline.vocab), len(corpus.labels)))
     logger.info("parameters:\n%s", format_parameter_summary(model))
     if cfg.pretrain == "word2vec" and not cfg.dry_run:
         sentences = train_tokens + [tokenize(t, lowercase) for t in corpus.unlabelled]
-        table = pretrain_word2vec(sentences, pipeline, cfg.embed_dim, cfg.w2v_epochs, cfg.seed,
+        table = pretrain_word2vec(sentences, pipeline, cfg.model.embed_dim, cfg.w2v_epochs, cfg.seed,
                                   cfg.w2v_cache)
         if table is not None:
             model.embedding.weight.data.copy_(table)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from model import compare, train
-from model.rnn import ModelConfig, SentimentRNN
+from model import compare
+from model.rnn import Architecture, ModelConfig, SentimentRNN
 from tests.conftest import write_synthetic_csv
 
 
@@ -38,7 +38,7 @@ def test_variants_are_trained_as_named_and_tabulated(
     # differ by exactly what their recurrent layers and classifiers differ by.
     def architecture(cell: str, bidirectional: bool, pooling: str) -> int:
         config = ModelConfig(vocab_size=2, cell=cell, bidirectional=bidirectional, pooling=pooling,
-                             hidden_dim=8, embed_dim=train.TrainConfig.embed_dim)
+                             hidden_dim=8, embed_dim=Architecture().embed_dim)
         return sum(p.numel() for p in SentimentRNN(config).parameters())
 
     uni, bi = rows

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from model import evaluate, predict, train
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from model.metrics import expected_calibration_error, fit_temperature, macro_f1
+from model.rnn import Architecture
 from model.text import TOKENIZER, TextPipeline
 from tests.conftest import synthetic_reviews, write_synthetic_csv
 
@@ -75,8 +76,11 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
 
 def test_dry_run_and_clear_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data = _write_csv(tmp_path / "d.csv", 80, seed=6)
-    assert train.main(["--data", str(data), "--out", str(tmp_path / "dry"), "--dry-run"]) == 0
+    assert train.main(["--data", str(data), "--out", str(tmp_path / "dry"), "--dry-run",
+                       "--cell", "lstm", "--num-layers", "2", "--embed-dim", "8"]) == 0
     assert (tmp_path / "dry" / "model.safetensors").exists()
+    written = load_checkpoint(tmp_path / "dry").model.config  # config.json loads as it was written
+    assert (written.cell, written.num_layers, written.embed_dim) == ("lstm", 2, 8)
     assert train.main(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "x")]) == 2
     assert "none.csv: no such file" in caplog.text
     assert evaluate.main(["--checkpoint", str(tmp_path / "nope"), "--data", str(data)]) == 2
@@ -106,22 +110,32 @@ def _write_tsv(path: Path, n: int, seed: int, short: bool = True) -> Path:
     return path
 
 
-def test_cli_is_built_from_train_config() -> None:
+def test_cli_is_built_from_train_config_and_the_models_architecture() -> None:
     parser = train.build_parser()
     flags = {a.dest: a for a in parser._actions if a.dest != "help"}
-    fields = {f.name: f for f in dataclasses.fields(train.TrainConfig)}
-    assert set(flags) == set(fields)
-    for name, f in fields.items():
+    fields = {f.name: f for f in dataclasses.fields(train.TrainConfig) if f.name != "model"}
+    architecture = {f.name: f for f in dataclasses.fields(Architecture)}
+    assert not set(fields) & set(architecture)
+    assert set(flags) == set(fields) | set(architecture)
+    for name, f in {**fields, **architecture}.items():
         assert flags[name].help == f.metadata["help"]  # every field documented, one source
         if f.default is not dataclasses.MISSING and not isinstance(flags[name].default, list):
             assert flags[name].default == f.default
     cfg = train.config_from_args(parser.parse_args(
         ["--data", "a.csv", "--data", "b.tsv", "--weight", "1", "--weight", "0.5", "--out", "o",
-         "--no-bidirectional", "--hidden-dim", "7"]))
-    assert cfg.data == ["a.csv", "b.tsv"] and cfg.weights == [1.0, 0.5]
-    assert cfg.bidirectional is False and cfg.hidden_dim == 7 and cfg.val_data == []
+         "--no-bidirectional", "--hidden-dim", "7", "--num-layers", "2"]))
+    assert cfg.data == ["a.csv", "b.tsv"] and cfg.weights == [1.0, 0.5] and cfg.val_data == []
+    assert cfg.model == Architecture(bidirectional=False, hidden_dim=7, num_layers=2)
+    with pytest.raises(SystemExit):  # the model's own choices are the flag's
+        parser.parse_args(["--data", "a", "--out", "o", "--pooling", "attention"])
     with pytest.raises(ValueError, match="2 --weight values for 1 --data"):
         train.TrainConfig(data=["a"], weight=[1, 2], out="o")
+
+
+def test_training_defaults_to_the_shipped_models_architecture() -> None:
+    shipped = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())["architecture"]
+    default = train.TrainConfig(data=["a.csv"], out="o").model
+    assert default.sized(shipped["vocab_size"], shipped["num_classes"]).to_dict() == shipped
 
 
 def test_epoch_sample_follows_the_weights() -> None:
