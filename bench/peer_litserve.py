@@ -10,7 +10,8 @@ from typing import Any
 
 import litserve as ls
 
-from bench.peers import load_predictor, response
+from bench.standin import load_predictor
+from model.predictor import prediction_row
 
 
 class SentimentAPI(ls.LitAPI):  # type: ignore[misc]
@@ -36,4 +37,4 @@ class SentimentAPI(ls.LitAPI):  # type: ignore[misc]
         return output
 
     def encode_response(self, output: list[float]) -> dict[str, Any]:
-        return response(self.predictor, output)
+        return prediction_row(self.predictor.labels, output)

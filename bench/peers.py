@@ -46,25 +46,6 @@ def available(kind: str) -> str | None:
     return None
 
 
-def response(predictor: Any, row: list[float]) -> dict[str, Any]:
-    best = max(range(len(row)), key=row.__getitem__)
-    labels = predictor.labels
-    return {
-        "label": labels[best],
-        "confidence": row[best],
-        "probabilities": dict(zip(labels, row, strict=True)),
-    }
-
-
-def load_predictor(model_dir: Path | None) -> Any:
-    import torch
-
-    from model.predictor import Predictor
-
-    torch.set_num_threads(1)  # like the service: one torch thread per model call
-    return Predictor.load(model_dir)
-
-
 def serve_litserve(port: int, model_dir: Path | None) -> None:
     import litserve as ls
 
@@ -79,13 +60,16 @@ def serve_fastapi(port: int, model_dir: Path | None) -> None:
     import uvicorn
     from fastapi import FastAPI
 
+    from bench.standin import load_predictor
+    from model.predictor import prediction_row
+
     predictor = load_predictor(model_dir)
     app = FastAPI()
 
     @app.post("/predict")
     def predict(review: Review) -> dict[str, Any]:
         row = predictor.predict_texts([review.text])[0].tolist()
-        return response(predictor, row)
+        return prediction_row(predictor.labels, row)
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from model.predictor import Predictor
 from model.rnn import ModelConfig, SentimentRNN
 from model.text import TextConfig, TextPipeline
 
@@ -62,6 +63,12 @@ def build_standin(directory: Path, texts: list[str], tiny: bool = False) -> Chec
     )
     save_checkpoint(ckpt, directory)
     return load_checkpoint(directory)
+
+
+def load_predictor(model_dir: Path | None) -> Predictor:
+    """A peer's model (bench/peers.py): the checkpoint in `model_dir` (None: the shipped one)."""
+    torch.set_num_threads(1)  # like the service: one torch thread per model call
+    return Predictor.load(model_dir)
 
 
 def choose_model(given: Path | None, scratch: Path, texts: list[str], tiny: bool) -> ModelChoice:

@@ -21,7 +21,7 @@ import torch
 from model.checkpoint import CheckpointError
 from model.data import FORMATS, DataError, Example, load_examples
 from model.metrics import classification_report, restrict_to_present, rows_by_key, rows_by_length
-from model.predictor import BACKENDS, Predictor
+from model.predictor import Predictor, add_backend_argument
 from model.text import tokenize
 from model.train import source_name
 
@@ -43,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", default=None, help="CSV/TSV/JSONL label field (default: detected)")
     p.add_argument("--strict", action="store_true", help="fail on the first bad row")
     p.add_argument("--batch-size", type=int, default=128, help="reviews per model call")
-    p.add_argument("--backend", default="onnx", choices=BACKENDS,
-                   help="onnx: ONNX Runtime (faster); torch: PyTorch (same answers, 1e-5)")
+    add_backend_argument(p)
     p.add_argument("--by-length", action="store_true", help="also rows per length band")
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

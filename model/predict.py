@@ -23,7 +23,7 @@ from pathlib import Path
 from model.checkpoint import CheckpointError
 from model.data import DataError, read_texts
 from model.language import POLICIES, Policy, TextReader, present
-from model.predictor import BACKENDS, Predictor
+from model.predictor import Predictor, add_backend_argument, prediction_row
 
 logger = logging.getLogger("model.predict")
 
@@ -45,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text", help="CSV/JSONL text field")
     p.add_argument("--out", default="-", help="output JSONL file ('-' = stdout)")
     p.add_argument("--batch-size", type=int, default=128, help="reviews per model call")
-    p.add_argument("--backend", default="onnx", choices=BACKENDS,
-                   help="onnx: ONNX Runtime (faster); torch: PyTorch (same answers, 1e-5)")
+    add_backend_argument(p)
     p.add_argument("--unsupported-text", default="flag", choices=POLICIES,
                    help="a review the model cannot read: flag (label null), refuse (label null "
                    "and an error), score (labelled anyway); each is marked readable: false")
@@ -90,16 +89,8 @@ def prediction_rows(
     model cannot read (as the service does, so a readable text's row never depends on it)."""
     probs = predictor.predict_texts(texts, progress=progress).tolist()
     reader = TextReader(predictor.pipeline)
-    rows = []
-    for text, p in zip(texts, probs, strict=True):
-        best = max(range(len(p)), key=p.__getitem__)
-        prediction = {
-            "label": predictor.labels[best],
-            "confidence": p[best],
-            "probabilities": dict(zip(predictor.labels, p, strict=True)),
-        }
-        rows.append(present(prediction, reader.read(text), policy))
-    return rows
+    return [present(prediction_row(predictor.labels, p), reader.read(text), policy)
+            for text, p in zip(texts, probs, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,10 @@ Runtime (model/onnx_graph.py, the default) or on PyTorch itself: the same answer
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from tqdm import tqdm
@@ -20,6 +21,23 @@ from model.rnn import SentimentRNN, pad_batch
 
 Backend = Literal["onnx", "torch"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """`--backend`, as every command line that scores with a `Predictor` offers it."""
+    parser.add_argument("--backend", default="onnx", choices=BACKENDS,
+                        help="onnx: ONNX Runtime (faster); torch: PyTorch (same answers, 1e-5)")
+
+
+def prediction_row(labels: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+    """One answer as the service, `model.predict` and the benchmark's peers give it: the most
+    probable label, its probability, and every label's."""
+    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+    return {
+        "label": labels[best],
+        "confidence": probabilities[best],
+        "probabilities": dict(zip(labels, probabilities, strict=True)),
+    }
 
 
 class Predictor:

@@ -19,7 +19,7 @@ import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.language import Reading, TextReader
-from model.predictor import Backend, Predictor
+from model.predictor import Backend, Predictor, prediction_row
 from model.rnn import parameter_summary
 from model.text import tokenize_kept
 from service.config import Settings
@@ -99,12 +99,7 @@ class SentimentModel:
         return self.predictor.predict_ids(batch).tolist()
 
     def encode(self, probabilities: list[float]) -> dict[str, Any]:
-        best = max(range(len(probabilities)), key=probabilities.__getitem__)
-        return {
-            "label": self.labels[best],
-            "confidence": probabilities[best],
-            "probabilities": dict(zip(self.labels, probabilities, strict=True)),
-        }
+        return prediction_row(self.labels, probabilities)
 
     @property
     def max_tokens(self) -> int:

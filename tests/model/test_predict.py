@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from argparse import ArgumentParser
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from model import predict
+from model import evaluate, predict
+from model.predictor import BACKENDS, prediction_row
 from tests.conftest import synthetic_reviews
 
 
@@ -60,3 +63,20 @@ def test_bad_shard_is_refused(shard: str, capsys: pytest.CaptureFixture[str]) ->
         predict.main(["reviews.txt", f"--shard={shard}"])
     assert exit_info.value.code == 2
     assert "expected I/N" in capsys.readouterr().err
+
+
+def test_one_row_shape_for_every_scorer() -> None:
+    labels = ["negative", "neutral", "positive"]
+    assert prediction_row(labels, [0.2, 0.1, 0.7]) == {
+        "label": "positive",
+        "confidence": 0.7,
+        "probabilities": {"negative": 0.2, "neutral": 0.1, "positive": 0.7},
+    }
+    with pytest.raises(ValueError):  # a row of another model's width is a bug, not a guess
+        prediction_row(labels, [0.5, 0.5])
+
+
+@pytest.mark.parametrize("parser", [predict.build_parser, evaluate.build_parser])
+def test_every_scoring_cli_offers_the_predictors_backends(parser: Callable[[], ArgumentParser]) -> None:
+    backend = next(a for a in parser()._actions if a.dest == "backend")
+    assert backend.default == "onnx" and tuple(backend.choices or ()) == BACKENDS
