@@ -1,6 +1,7 @@
 """Behavioural tests in the style of CheckList (Ribeiro et al., ACL 2020).
 
-    python -m model.checklist [--checkpoint DIR | --url URL] [--json] [--api-key KEY]
+    python -m model.checklist [--checkpoint DIR] [--json]
+    python -m service.checklist --url URL [--api-key KEY] [--json]   # a running service
 
 Three kinds of test, each generated from templates x vocabularies:
 
@@ -15,7 +16,8 @@ Three kinds of test, each generated from templates x vocabularies:
 The suite is data (`Test` records built by `build_suite`); `run_suite` scores every distinct
 text in one call of any scorer `Callable[[list[str]], list[...]]` returning each text's
 probability per label (or just P(positive), read as a binary model), so the same suite runs
-against a checkpoint (`PredictorScorer`) or a running service (`HttpScorer`).
+against a checkpoint (`PredictorScorer`) or a running service (service/checklist.py, on the
+service's own client: model/ imports nothing of the service).
 
 Any label set with `positive` and `negative` works. A label test (MFT) asks for the most probable
 label; invariance and direction read the polar probability P(positive) / (P(positive) +
@@ -30,19 +32,18 @@ from the suite seed and the test's name, so adding a test never changes the case
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
 import random
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Protocol, Self
-
-import httpx
+from typing import Any, Literal, Protocol
 
 from model.checkpoint import CheckpointError
 from model.predictor import Predictor
@@ -62,7 +63,6 @@ DIR_TOLERANCE = 0.1  # CheckList's tolerance for binary models
 # CheckList reads a binary model's P(positive) in [1/3, 2/3] as "neutral"; a negated negative
 # ("The room was not dirty.") must be neutral or positive, i.e. P(negative) <= 2/3.
 NEUTRAL_BAND = (1 / 3, 2 / 3)
-HTTP_CHUNK = 64  # the service's default MAX_BATCH
 EXAMPLES_KEPT = 3
 
 
@@ -608,76 +608,6 @@ class PredictorScorer:
         return [dict(zip(self.labels, row, strict=True)) for row in rows]
 
 
-class HttpScorer:
-    """P(positive) from a running service: POST /predict, at most HTTP_CHUNK texts a request."""
-
-    def __init__(
-        self,
-        url: str,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(
-            base_url=url, headers=headers, timeout=timeout, transport=transport
-        )
-        self.model = url
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.client.close()
-
-    def __call__(self, texts: list[str]) -> list[Probs]:
-        scores: list[Probs] = []
-        for start in range(0, len(texts), HTTP_CHUNK):
-            scores.extend(self._predict(texts[start : start + HTTP_CHUNK]))
-        return scores
-
-    def labels(self) -> list[str]:
-        """The served model's labels (GET /model)."""
-        try:
-            response = self.client.get("/model")
-        except httpx.HTTPError as exc:
-            raise ChecklistError(f"GET {self.client.base_url}/model: {exc}") from exc
-        if response.status_code != 200:
-            raise ChecklistError(f"GET /model: {response.status_code} {_error_message(response)}")
-        try:
-            return [str(label) for label in response.json()["labels"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ChecklistError(f"GET /model: unexpected answer: {response.text[:200]}") from exc
-
-    def _predict(self, texts: list[str]) -> list[Probs]:
-        try:
-            response = self.client.post("/predict", json={"texts": texts})
-        except httpx.HTTPError as exc:
-            raise ChecklistError(f"POST {self.client.base_url}/predict: {exc}") from exc
-        if response.status_code != 200:
-            raise ChecklistError(f"POST /predict: {response.status_code} {_error_message(response)}")
-        try:
-            body = response.json()
-            self.model = str(body.get("model", self.model))
-            scores = [{str(k): float(v) for k, v in p["probabilities"].items()}
-                      for p in body["predictions"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ChecklistError(f"POST /predict: unexpected answer: {response.text[:200]}") from exc
-        if len(scores) != len(texts):
-            raise ChecklistError(f"POST /predict: {len(scores)} predictions for {len(texts)} texts")
-        return scores
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        error = response.json()["error"]
-        return f"{error['type']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
-
-
 # -- command line ----------------------------------------------------------------------------
 
 
@@ -709,17 +639,10 @@ def output(report: Report, as_json: bool) -> None:
     sys.stdout.write(text + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m model.checklist",
-        description="Behavioural tests (CheckList-style MFT/INV/DIR) against a checkpoint or a service.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--checkpoint", default=None, help="checkpoint dir (default: shipped model)")
-    target.add_argument("--url", default=None, help="a running service, e.g. http://localhost:8000")
-    p.add_argument("--api-key", default=None, help="bearer token for --url")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request")
+def suite_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options of every run of the suite; the caller adds where the answers come from."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the case sampling")
     p.add_argument("--max-cases", type=int, default=DEFAULT_MAX_CASES, help="cases per test at most")
@@ -728,23 +651,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> Report:
-    if args.url:
-        with HttpScorer(args.url, args.api_key, args.timeout) as http:
-            return run_suite(build_suite(args.seed, args.max_cases, http.labels()), http)
+def build_parser() -> argparse.ArgumentParser:
+    p = suite_parser("python -m model.checklist", "Behavioural tests (CheckList-style MFT/INV/DIR) "
+                     "against a checkpoint (a running service: python -m service.checklist).")
+    p.add_argument("--checkpoint", default=None, help="checkpoint dir (default: shipped model)")
+    return p
+
+
+# The scorer a run uses, opened from the parsed arguments, with the labels it answers in.
+OpenScorer = Callable[[argparse.Namespace], AbstractContextManager[tuple[Scorer, Sequence[str]]]]
+
+
+@contextlib.contextmanager
+def checkpoint_scorer(args: argparse.Namespace) -> Iterator[tuple[Scorer, Sequence[str]]]:
     scorer = PredictorScorer(args.checkpoint)
-    return run_suite(build_suite(args.seed, args.max_cases, scorer.labels), scorer)
+    yield scorer, scorer.labels
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_cli(args: argparse.Namespace, open_scorer: OpenScorer) -> int:
+    """Build the suite for the scorer's labels, run it, print the report; 2 when it cannot be
+    scored, 1 when the failure rate is over --fail-above."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    args = build_parser().parse_args(argv)
     if args.max_cases < 1:
         logger.error("--max-cases must be at least 1")
         return 2
     try:
-        report = run(args)
+        with open_scorer(args) as (scorer, labels):
+            report = run_suite(build_suite(args.seed, args.max_cases, labels), scorer)
     except (CheckpointError, ChecklistError) as exc:
         logger.error("%s", exc)
         return 2
@@ -753,6 +686,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("overall failure rate %.3f > %.3f", report.overall_failure_rate, args.fail_above)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser().parse_args(argv), checkpoint_scorer)
 
 
 if __name__ == "__main__":

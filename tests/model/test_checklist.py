@@ -6,17 +6,14 @@ import json
 import random
 from pathlib import Path
 
-import httpx
 import pytest
 
 from model.checklist import (
-    HTTP_CHUNK,
     ChecklistError,
     ExpectLabel,
     ExpectMove,
     ExpectNotNegative,
     ExpectSameLabel,
-    HttpScorer,
     PredictorScorer,
     Report,
     Test,
@@ -208,70 +205,6 @@ def test_the_cli_gate_and_bad_arguments(tiny_checkpoint_dir: Path, tmp_path: Pat
     assert main(["--checkpoint", str(tiny_checkpoint_dir), "--max-cases", "2", "--fail-above", "0"]) == 1
     assert main(["--checkpoint", str(tmp_path / "missing"), "--max-cases", "2"]) == 2
     assert main(["--max-cases", "0"]) == 2
-
-
-# -- (d) URL mode ----------------------------------------------------------------------------
-
-
-def fake_service(requests: list[httpx.Request], status: int = 200) -> httpx.MockTransport:
-    """/predict in the service's shapes: P(positive) is 0.9 for texts with 'great', else 0.2."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
-        if status != 200:
-            error = {"type": "unauthorized", "message": "missing or wrong API key", "request_id": "r"}
-            return httpx.Response(status, json={"error": error})
-        texts = json.loads(request.content)["texts"]
-        predictions = []
-        for text in texts:
-            p = 0.9 if "great" in text else 0.2
-            label = "positive" if p >= 0.5 else "negative"
-            predictions.append({"label": label, "probabilities": {"negative": 1 - p, "positive": p}})
-        return httpx.Response(200, json={"model": "fake@abc", "predictions": predictions})
-
-    return httpx.MockTransport(handle)
-
-
-def test_url_mode_sends_chunks_with_the_key_and_reads_the_model_id() -> None:
-    requests: list[httpx.Request] = []
-    texts = [f"review {i} was great" if i % 3 else f"review {i}" for i in range(150)]
-    with HttpScorer("http://svc", api_key="k1", transport=fake_service(requests)) as scorer:
-        scores = scorer(texts)
-        assert scorer.model == "fake@abc"
-    assert [s["positive"] for s in scores] == [0.9 if i % 3 else 0.2 for i in range(150)]
-    sizes = [len(json.loads(r.content)["texts"]) for r in requests]
-    assert sizes == [HTTP_CHUNK, HTTP_CHUNK, 150 - 2 * HTTP_CHUNK]
-    assert all(r.headers["authorization"] == "Bearer k1" and r.url.path == "/predict" for r in requests)
-
-
-def test_url_mode_errors_are_one_clear_message() -> None:
-    with HttpScorer("http://svc", transport=fake_service([], status=401)) as scorer, pytest.raises(
-        ChecklistError, match="401 unauthorized: missing or wrong API key"
-    ):
-        scorer(["fine"])
-
-
-def test_url_mode_unreachable_service_exits_2(caplog: pytest.LogCaptureFixture) -> None:
-    from tests.service.test_e2e import free_port
-
-    url = f"http://127.0.0.1:{free_port()}"  # bound, then released: nothing listens there
-    assert main(["--url", url, "--max-cases", "1", "--timeout", "2"]) == 2
-    assert f"GET {url}/model" in caplog.text  # the labels are asked first
-
-
-@pytest.mark.slow
-def test_url_mode_against_the_real_service_matches_the_checkpoint(
-    tiny_checkpoint_dir: Path, tmp_path: Path
-) -> None:
-    from tests.service.test_e2e import server
-
-    suite = build_suite(max_cases=6)
-    offline = run_suite(suite, PredictorScorer(tiny_checkpoint_dir))
-    with server(tiny_checkpoint_dir, tmp_path / "server.log", API_KEY="s3cret") as (_, url), \
-            HttpScorer(url, api_key="s3cret") as scorer:
-        served = run_suite(suite, scorer)
-    assert served.model.startswith("tiny@")
-    assert [(r.name, r.failures) for r in served.tests] == [(r.name, r.failures) for r in offline.tests]
 
 
 # -- (e) three-class models -------------------------------------------------------------------
