@@ -34,6 +34,10 @@ _NUMBER_WORDS = {
     "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
 }
 _NUMBER = r"\d{1,3}(?:[.,]\d)?"
+# Pictographs: one token each, skin tones and presentation selectors dropped.
+EMOJI = (r"[\U0001F300-\U0001F5FF\U0001F600-\U0001F64F\U0001F680-\U0001F6FF"
+         r"\U0001F900-\U0001F9FF\U0001FA70-\U0001FAFF\u2600-\u27BF\u2B50\u2B55\u2764]")
+MARKS = "[!?]"  # the two punctuation marks that carry sentiment on their own
 # Alternatives in priority order; each named group becomes one token kind.
 TOKEN_RE = re.compile(
     # plain words first, as most tokens are: letters (inner apostrophes kept: "don't"), not
@@ -45,13 +49,11 @@ TOKEN_RE = re.compile(
     rf"|(?P<stars>\b(?:{_NUMBER}|{'|'.join(_NUMBER_WORDS)})[\s-]*stars?\b)"
     # emoticons, western style; not inside words or URLs ("http://")
     r"|(?P<emoticon>(?<![:/])(?:[:;=][-'^o]?[)\](}DdPpOo/\\|(\[{*]|<3+|</3|[)(]:)(?![\w)(/]))"
-    # pictographs: one token each, skin tones and presentation selectors dropped
-    r"|(?P<emoji>[\U0001F300-\U0001F5FF\U0001F600-\U0001F64F\U0001F680-\U0001F6FF"
-    r"\U0001F900-\U0001F9FF\U0001FA70-\U0001FAFF\u2600-\u27BF\u2B50\u2B55\u2764])"
+    rf"|(?P<emoji>{EMOJI})"
     # a clitic alone, then any other word (digits, underscores) and the two punctuation marks
     # that carry sentiment on their own
     r"|(?P<clitic>(?<!\w)['’](?:s|re|ve|ll|d|m)\b)"  # "it 's" as SST-2 writes it
-    r"|(?P<other>\w+(?:['’]\w+)*)|(?P<mark>[!?])",  # any other word: digits, underscores
+    rf"|(?P<other>\w+(?:['’]\w+)*)|(?P<mark>{MARKS})",  # any other word: digits, underscores
     re.IGNORECASE,
 )
 # The same alternatives without names: findall then returns whole matches, fast.
@@ -73,6 +75,11 @@ _EMOTICON_MOODS = {
 
 
 _EMOJI_MODIFIERS = frozenset(chr(c) for c in range(0x1F3FB, 0x1F400))  # skin tones
+
+# One character that is a token even alone: a word character of any script (`other` reads every
+# one), a mark, a pictograph other than a skin tone. Whether a text has anything the model can
+# read rests on it (model/readable.py); tests/model/test_readable.py holds it to TOKEN_RE.
+READ_ALONE = rf"(?![{''.join(sorted(_EMOJI_MODIFIERS))}])(?:\w|{MARKS}|{EMOJI})"
 
 
 def rating_token(value: float, scale: float) -> str | None:

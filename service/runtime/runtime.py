@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from model.language import UNSUPPORTED_TEXT, Reading, present
+from model.readable import NO_TOKEN_MESSAGE, NO_TOKEN_TYPE, unreadable
 from service.config import Settings
 from service.errors import ApiError, validation_error
 from service.runtime.batching import (
@@ -59,13 +60,12 @@ DECODE_INLINE_CHARS = 20_000
 def check_readable(sizes: list[int], single: bool) -> None:
     """422 for a text in which the model's own pipeline finds no token (a zero-width space,
     control characters, bare markup): there is nothing to score, as with a blank text.
-    `sizes`: each text's size as the served model measures it."""
-    unreadable = [index for index, size in enumerate(sizes) if size == 0]
-    if not unreadable:
+    `sizes`: each text's size as the served model measures it (model/readable.py's rule)."""
+    positions = unreadable(sizes)
+    if not positions:
         return
-    message = "Text has no word or sign the model can read"
-    errors = [{"loc": ("text",) if single else ("texts", index), "msg": message, "type": "no_readable_token"}
-              for index in unreadable]
+    errors = [{"loc": ("text",) if single else ("texts", index), "msg": NO_TOKEN_MESSAGE,
+               "type": NO_TOKEN_TYPE} for index in positions]
     raise validation_error(errors, total=len(errors))
 
 

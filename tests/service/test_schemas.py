@@ -4,14 +4,14 @@ Python and in the schema validators fuzzers use (jsonschema_rs, ECMAScript-style
 from __future__ import annotations
 
 import re
-import unicodedata
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.text import TOKENIZER, tokenize
-from service.schemas import build_predict_request, readable_class, review_pattern
+from model.readable import readable_class
+from model.text import tokenize
+from service.schemas import build_predict_request, review_pattern
 
 SAMPLES = [
     "A fine film.",
@@ -79,17 +79,3 @@ def test_explain_limit_is_in_the_schema_only_when_it_binds() -> None:
     assert limited["oneOf"] == [{"required": ["text"]}, {"required": ["texts"]}]
     unlimited = build_predict_request(300, 8, 8).model_json_schema()
     assert "anyOf" not in unlimited
-
-
-def test_the_stored_character_classes_are_those_the_tokenizer_gives() -> None:
-    # A tokenizer change without `python -m service.schemas` fails here, not in production.
-    # The file is made for one tokenizer and Unicode version (Python 3.11's, the project's):
-    # made for others, the service would ignore it and compute the classes at every start.
-    from service import readable_chars, schemas
-
-    message = "stale service/readable_chars.py: run `python -m service.schemas`"
-    assert readable_chars.TOKENIZER == TOKENIZER, message
-    assert unicodedata.unidata_version == readable_chars.UNIDATA_VERSION, message
-    assert schemas._stored("READABLE") == readable_chars.READABLE
-    assert schemas.compute_readable_class() == readable_chars.READABLE, message
-    assert schemas.compute_spaces_class() == readable_chars.SPACES, message
