@@ -19,13 +19,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.rnn import SentimentRNN
+from model.rnn import ModelConfig, SentimentRNN
 
 OPSET = 17
 # ONNX orders the gates of its recurrent ops differently from PyTorch: (PyTorch chunk index)
 # for each ONNX chunk. GRU: torch r,z,n -> onnx z,r,h; LSTM: torch i,f,g,o -> onnx i,o,f,c.
 GATE_ORDER = {"gru": (1, 0, 2), "lstm": (0, 3, 1, 2), "rnn": (0,)}
 ONNX_OP = {"gru": "GRU", "lstm": "LSTM", "rnn": "RNN"}
+# What this file builds: a cell or pooling SentimentRNN gains is refused here until it is built
+# (tests/model/test_onnx_graph.py builds every one of model/rnn.py's choices).
+BUILT = {"cell": tuple(ONNX_OP), "pooling": ("last", "max", "mean", "maxmean")}
+
+
+class GraphError(ValueError):
+    """The ONNX graph cannot stand in for the PyTorch model: a configuration it does not build,
+    or answers that are not PyTorch's (model/predictor.py checks them when it loads)."""
+
+
+def check_buildable(config: ModelConfig) -> None:
+    """GraphError naming the option when the graph would not be the network `config` describes."""
+    for option, built in BUILT.items():
+        value = getattr(config, option)
+        if value not in built:
+            raise GraphError(
+                f"model/onnx_graph.py builds no graph for {option}={value!r} (it builds "
+                f"{', '.join(built)}): score this model with the torch backend (INFERENCE_BACKEND=torch)"
+            )
 
 
 def build_graph(model: SentimentRNN) -> Any:
@@ -33,6 +52,7 @@ def build_graph(model: SentimentRNN) -> Any:
     from onnx import TensorProto, helper, numpy_helper
 
     config = model.config
+    check_buildable(config)
     directions = 2 if config.bidirectional else 1
     nodes: list[Any] = []
     weights: dict[str, np.ndarray] = {}
@@ -173,10 +193,13 @@ class OnnxScorer:
 
     def logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, T) int64 right-padded, lengths (B,) >= 1 -> logits (B, C)."""
-        session, embedding = self._current_session()
-        feed = {"ids": ids.numpy(), "lengths": lengths.numpy(), "embedding": embedding}
-        (logits,) = session.run(None, feed)
-        return torch.from_numpy(logits)
+        return _run(*self._current_session(), ids, lengths)
+
+    def logits_once(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`logits` from a one-thread session of its own, dropped after: for a check at load in a
+        process that may fork later (a child cannot tear down an inherited session's thread
+        pool: it hangs), leaving the sessions that serve to be built where they serve."""
+        return _run(new_session(self.model, 1), _array(self.model.embedding.weight), ids, lengths)
 
     def _current_session(self) -> tuple[Any, np.ndarray]:
         threads = torch.get_num_threads()
@@ -191,6 +214,12 @@ class OnnxScorer:
                 session = self._sessions[threads] = new_session(self.model, threads)
             assert self._embedding is not None
             return session, self._embedding
+
+
+def _run(session: Any, embedding: np.ndarray, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    feed = {"ids": ids.numpy(), "lengths": lengths.numpy(), "embedding": embedding}
+    (logits,) = session.run(None, feed)
+    return torch.from_numpy(logits)
 
 
 def preload() -> None:

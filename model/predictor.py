@@ -3,6 +3,8 @@
 The split into `text_to_ids` (text -> ids) and `predict_ids` (ids -> probabilities) lets the
 service tokenise in the request handler and batch only the model call. Scoring runs on ONNX
 Runtime (model/onnx_graph.py, the default) or on PyTorch itself: the same answers (1e-5).
+The ONNX graph is a second implementation of the network, so a Predictor on it first checks
+that it answers a fixed batch as PyTorch does, and refuses to load otherwise.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.onnx_graph import OnnxScorer
+from model.onnx_graph import GraphError, OnnxScorer
 from model.rnn import SentimentRNN, pad_batch
 
 Backend = Literal["onnx", "torch"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+# Largest gap allowed between the backends' probabilities on the check batch: they agree to
+# ~1e-6 (float32 sums in another order); a graph that misreads a weight is off by far more.
+AGREEMENT_TOLERANCE = 1e-4
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
@@ -52,12 +58,31 @@ class Predictor:
         self.batch_size = batch_size
         self.backend = backend
         self._onnx = OnnxScorer(self.model) if backend == "onnx" else None
+        if self._onnx is not None:
+            self._check_backends_agree(self._onnx)
 
     @classmethod
     def load(
         cls, directory: str | Path | None = None, batch_size: int = 64, backend: Backend = "onnx"
     ) -> Predictor:
         return cls(load_checkpoint(directory), batch_size, backend)
+
+    def _check_backends_agree(self, onnx: OnnxScorer) -> None:
+        """GraphError unless the ONNX graph scores a fixed batch as PyTorch does: a service then
+        fails its start-up instead of serving answers its model would not give."""
+        batch = check_batch(self.model.config.vocab_size, self.pipeline.config.max_tokens)
+        on_onnx, on_torch = (
+            torch.softmax(logits / self.temperature, dim=1)
+            for logits in (onnx.logits_once(*pad_batch(batch)), model_logits(self.model, batch))
+        )
+        gap = float((on_onnx - on_torch).abs().max())
+        if not gap <= AGREEMENT_TOLERANCE:  # a NaN fails too
+            raise GraphError(
+                f"{self.checkpoint.model_id}: the ONNX graph's probabilities differ from PyTorch's "
+                f"by up to {gap:.3g} on a fixed batch (tolerance {AGREEMENT_TOLERANCE:g}); "
+                "model/onnx_graph.py does not build this network as model/rnn.py runs it. Score "
+                "with the torch backend (INFERENCE_BACKEND=torch) until it does"
+            )
 
     def text_to_ids(self, text: str) -> list[int]:
         return self.pipeline.encode(text)
@@ -93,6 +118,14 @@ class Predictor:
         progress: bool,
     ) -> torch.Tensor:
         return in_length_batches(encoded, fn, self.batch_size, len(self.labels), progress)
+
+
+def check_batch(vocab_size: int, max_tokens: int) -> list[list[int]]:
+    """Reviews of one token up to full length, their ids drawn over the whole vocabulary with a
+    fixed seed: every layer of the network, padding and a long recurrence included."""
+    rng = np.random.default_rng(0)
+    low = min(1, vocab_size - 1)  # no <pad> inside a review
+    return [rng.integers(low, vocab_size, size).tolist() for size in (1, 7, 40, max_tokens)]
 
 
 @torch.inference_mode()

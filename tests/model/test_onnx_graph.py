@@ -1,24 +1,26 @@
-"""The ONNX Runtime scorer gives PyTorch's answers: every cell, depth, direction and pooling;
-padding never changes an answer; a change of weights or process rebuilds the session."""
+"""The ONNX Runtime scorer gives PyTorch's answers: every cell, depth, direction and pooling
+the model offers; padding never changes an answer; a change of weights or process rebuilds the
+session; a configuration the graph does not build, or a graph that answers otherwise, is
+refused when a Predictor loads."""
 
 from __future__ import annotations
 
 import itertools
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from model import onnx_graph
-from model.onnx_graph import OnnxScorer
+from model.onnx_graph import GraphError, OnnxScorer, build_graph
 from model.predictor import Predictor, model_logits
-from model.rnn import ModelConfig, SentimentRNN, pad_batch
+from model.rnn import CELLS, POOLINGS, ModelConfig, SentimentRNN, pad_batch
 from tests.conftest import build_checkpoint, synthetic_reviews
 
-CONFIGS = list(
-    itertools.product(("rnn", "lstm", "gru"), (False, True), (1, 2), ("last", "max", "mean", "maxmean"))
-)
+# Every choice the model offers (model/rnn.py), one and two layers, one and two directions.
+CONFIGS = list(itertools.product(CELLS, (False, True), (1, 2), POOLINGS))
 
 
 def tiny(
@@ -108,6 +110,48 @@ def test_predictor_backends_agree(tmp_path: Path) -> None:
     on_onnx = Predictor(checkpoint, batch_size=8).predict_texts(texts)
     on_torch = Predictor(checkpoint, batch_size=8, backend="torch").predict_texts(texts)
     torch.testing.assert_close(on_onnx, on_torch, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("option", "value"), [("cell", "transformer"), ("pooling", "attention")])
+def test_a_configuration_the_graph_does_not_build_is_refused_by_name(option: str, value: str) -> None:
+    model = tiny()
+    object.__setattr__(model.config, option, value)  # as if model/rnn.py had gained the choice
+    with pytest.raises(GraphError, match=f"builds no graph for {option}='{value}'.*torch backend"):
+        build_graph(model)
+
+
+def drift_the_graph(monkeypatch: pytest.MonkeyPatch, by: float = 0.01) -> None:
+    """Every graph built from now on reads one class's bias `by` off the model's."""
+    from onnx import numpy_helper
+
+    def drifted(model: SentimentRNN) -> Any:
+        graph = build_graph(model)
+        bias = next(t for t in graph.graph.initializer if t.name == "classifier_b")
+        value = numpy_helper.to_array(bias).copy()
+        value[0] += by
+        bias.CopyFrom(numpy_helper.from_array(value, bias.name))
+        return graph
+
+    monkeypatch.setattr(onnx_graph, "build_graph", drifted)
+
+
+def test_a_graph_that_answers_otherwise_than_pytorch_is_refused_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = build_checkpoint(tmp_path / "ckpt")
+    drift_the_graph(monkeypatch, by=1e-6)  # within float noise: loads
+    Predictor(checkpoint)
+    drift_the_graph(monkeypatch, by=0.01)
+    with pytest.raises(GraphError, match=r"ONNX graph's probabilities differ from PyTorch's by up to"):
+        Predictor(checkpoint)
+    Predictor(checkpoint, backend="torch")  # PyTorch alone needs no graph
+
+
+def test_the_check_at_load_leaves_no_session_behind(tmp_path: Path) -> None:
+    # Processes fork after loading (the benchmark's scorers): a child hangs tearing down an
+    # inherited session's thread pool, so the check scores on a one-thread session of its own.
+    predictor = Predictor(build_checkpoint(tmp_path / "ckpt"))
+    assert predictor._onnx is not None and predictor._onnx._sessions == {}
 
 
 def test_unknown_backend_is_refused(tmp_path: Path) -> None:

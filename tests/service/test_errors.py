@@ -387,6 +387,20 @@ async def test_failed_start_reports_failed(
     assert "missing" in health.json()["error"]["message"]
 
 
+async def test_an_onnx_graph_that_drifts_from_pytorch_fails_start_up(
+    app_factory: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.model.test_onnx_graph import drift_the_graph
+
+    drift_the_graph(monkeypatch)
+    app = app_factory(inference_backend="onnx")
+    async with running(app, ready=False) as client:
+        await app.state.runtime.wait_started()
+        health = await client.get("/health")
+    assert health.status_code == 503 and health.json()["status"] == "failed"
+    assert "differ from PyTorch's" in health.json()["error"]["message"]
+
+
 async def test_past_deadline_is_504(app_factory: Callable[..., FastAPI]) -> None:
     app = app_factory(request_timeout_s=0.3, body_timeout_s=0.3)
     async with running(app) as client:
