@@ -47,6 +47,5 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
 
 
 def take_options(values: dict[str, Any], cls: type) -> dict[str, Any]:
-    """Remove the values of `cls`'s option fields from `values` and return them (None: unset)."""
-    return {f.name: values.pop(f.name) for f in option_fields(cls)
-            if values.get(f.name) is not None}
+    """Remove the values of `cls`'s option fields from `values` and return them."""
+    return {f.name: values.pop(f.name) for f in option_fields(cls) if f.name in values}
