@@ -3,7 +3,7 @@
 The one definition (`has_token`), and what derives from it:
 
 * `unreadable` and `NO_TOKEN_TYPE` / `NO_TOKEN_MESSAGE`: the service's 422 for a text with
-  nothing to score, judged from each text's token count (service/runtime.py);
+  nothing to score, judged from each text's token count (service/runtime/runtime.py);
 * `review_pattern`: the same rule as one regular expression, which the request schema publishes
   for clients and schema-driven fuzzers (service/schemas.py). Its character classes are read off
   the tokenizer's own rules over every code point at first use (~0.1 s, then cached), so they
