@@ -125,12 +125,35 @@ def typical(texts: list[str], n: int, tolerance: float = 0.15) -> list[str]:
     return near[:n] or texts[:n]
 
 
-def write_bodies(texts: list[str], path: Path, explain: bool = False) -> Path:
+def with_sentences(texts: list[str], n: int, sentences: int = 20, tolerance: int = 2) -> list[str]:
+    """Up to n texts of `sentences` sentences (give or take `tolerance`), as the service
+    splits them; generated ones of exactly that many when too few are found."""
+    from model.sentences import split_sentences
+
+    near = [t for t in texts if abs(len(split_sentences(t)) - sentences) <= tolerance][:n]
+    if near:
+        return near
+    rng = random.Random(0)
+    return [
+        " ".join(
+            " ".join(rng.choice(_NEUTRAL) for _ in range(12)).capitalize()
+            + f" {rng.choice(_POSITIVE if i % 2 else _NEGATIVE)}."
+            for _ in range(sentences)
+        )
+        for i in range(n)
+    ]
+
+
+def write_bodies(
+    texts: list[str], path: Path, explain: bool = False, sentences: bool = False
+) -> Path:
     """One JSON request body per line (JSON strings never contain a raw newline)."""
     with path.open("w", encoding="utf-8") as handle:
         for text in texts:
             body: dict[str, Any] = {"text": text}
             if explain:
                 body["explain"] = True
+            if sentences:
+                body["sentences"] = True
             handle.write(json.dumps(body, ensure_ascii=False) + "\n")
     return path

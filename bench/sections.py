@@ -148,6 +148,26 @@ def explain_cost(
     }
 
 
+def sentence_cost(
+    server: Server, generator: str, plain: Path, sentences: Path, seconds: float, warmup: float
+) -> dict[str, Any]:
+    """The same 20-sentence reviews at concurrency 1, with and without "sentences": true: the
+    server process's CPU per request (the issue's bound is a ratio of at most 1.5)."""
+    rows = {
+        name: measure_level(server, generator, bodies, 1, seconds, warmup)
+        for name, bodies in (("plain", plain), ("sentences", sentences))
+    }
+    cpu = {k: float(v["server_cpu_ms_per_request"]) for k, v in rows.items()}
+    p50 = {k: float(v["latency_ms"]["p50"]) for k, v in rows.items()}
+    return {
+        "concurrency": 1,
+        "plain": rows["plain"],
+        "sentences": rows["sentences"],
+        "cpu_ratio": round(cpu["sentences"] / cpu["plain"], 2) if cpu["plain"] else None,
+        "p50_ratio": round(p50["sentences"] / p50["plain"], 2) if p50["plain"] else None,
+    }
+
+
 def profile_under_load(
     server: Server,
     generator: str,

@@ -171,7 +171,8 @@ def present(prediction: dict[str, Any], reading: Reading, policy: Policy) -> dic
     if policy == "score":
         return answer
     answer.update(label=None, confidence=None, probabilities=None)
-    answer.pop("explanation", None)
+    for withheld in ("explanation", "sentences", "mixed"):  # they would show the label
+        answer.pop(withheld, None)
     if policy == "refuse":
         answer["error"] = {"type": UNSUPPORTED_TEXT, "message": reading.message()}
     return answer

@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         default=400, ge=1, description="Tokens explained per review (head+tail kept beyond)."
     )
 
+    max_sentences: int = Field(
+        default=256,
+        ge=1,
+        description="Sentences per request with `sentences: true` (all texts together); each "
+        "is one more item in the queue, so at most MAX_QUEUE minus the request's texts.",
+    )
+
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
     api_key: SecretStr | None = Field(

@@ -25,6 +25,9 @@ DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_BATCH = 64
 
 EXAMPLE_TEXT = "A moving, beautifully acted film. I loved every minute of it."
+MIXED_EXAMPLE_TEXT = (
+    "The battery died after two days and support never answered. Shame, the screen is lovely."
+)
 REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "one": {"summary": "One review", "value": {"text": EXAMPLE_TEXT}},
     "batch": {
@@ -34,6 +37,10 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "explain": {
         "summary": "One review with token attributions",
         "value": {"text": EXAMPLE_TEXT, "explain": True},
+    },
+    "sentences": {
+        "summary": "One review sentence by sentence (with `mixed`)",
+        "value": {"text": MIXED_EXAMPLE_TEXT, "sentences": True},
     },
 }
 
@@ -106,6 +113,11 @@ class PredictRequest(BaseModel):
         default=None, min_length=1, max_length=DEFAULT_MAX_BATCH, description="Several reviews."
     )
     explain: StrictBool = Field(default=False, description="Also return per-token attributions.")
+    sentences: StrictBool = Field(
+        default=False,
+        description="Also score each sentence (`sentences`, with offsets) and say whether the "
+        "review is `mixed`.",
+    )
 
     @field_validator("text", "texts", mode="before")
     @classmethod
@@ -174,6 +186,18 @@ class TokenAttribution(BaseModel):
     score: float = Field(description="Contribution towards the predicted label.")
 
 
+class SentencePrediction(BaseModel):
+    """One sentence of a review, scored on its own."""
+
+    start: int = Field(ge=0, description="Offset of the sentence's first character in the text "
+                       "as sent (Unicode code points, as Python indexes a str).")
+    end: int = Field(ge=0, description="Offset just past its last character: "
+                     "text[start:end] is the sentence.")
+    label: str = Field(examples=["negative"])
+    confidence: float = Field(ge=0, le=1, examples=[0.84])
+    probabilities: dict[str, float]
+
+
 class ItemError(BaseModel):
     """A refusal of one text inside a batch (UNSUPPORTED_TEXT=refuse); the others are answered."""
 
@@ -198,6 +222,17 @@ class Prediction(BaseModel):
     )
     explanation: list[TokenAttribution] | None = Field(
         default=None, description="Only when the request asked for `explain` (and a label is given)."
+    )
+    sentences: list[SentencePrediction] | None = Field(
+        default=None,
+        description="Only when the request asked for `sentences` (and a label is given): each "
+        "sentence of the whole text, the middle of a long review included, in order.",
+    )
+    mixed: bool | None = Field(
+        default=None,
+        description="Only with `sentences`: true when at least one sentence is confidently "
+        "positive and one confidently negative (the bar rises with the number of sentences; "
+        "docs/sentences.md). The `label` stays the whole text's.",
     )
     language: str | None = Field(
         default=None,

@@ -73,3 +73,23 @@ class ThreadBound(Protocol):
     def setup_thread(self) -> None:
         """Called on the event loop's thread at load, and first on each batcher's thread."""
         ...
+
+
+@runtime_checkable
+class SentenceScoring(Protocol):
+    """A served model that can also score a review sentence by sentence: the runtime splits
+    (on the request's decode path), decodes each sentence, scores them in the same batches as
+    everything else, and hands the outputs back to `summarise`."""
+
+    def split(self, text: str) -> list[tuple[int, int]]:
+        """The sentences of `text` as (start, end): text[start:end] is each one."""
+        ...
+
+    def decode_sentence(self, sentence: str) -> Any:
+        """One sentence -> the model's input (a payload, as `decode` makes), exactly as if
+        it were sent alone."""
+        ...
+
+    def summarise(self, spans: list[tuple[int, int]], outputs: Sequence[Any]) -> dict[str, Any]:
+        """The fields a prediction gains: `sentences` (one object per span) and `mixed`."""
+        ...

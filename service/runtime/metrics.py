@@ -174,6 +174,24 @@ class Metrics:
             registry=r,
         )
         self._reading_children: dict[tuple[str, str], Any] = {}
+        self._sentence_children: dict[tuple[str, ...], Any] = {}
+        # Sentence-level answers (`sentences: true`): what each sentence was called, and how
+        # many reviews were mixed among those answered sentence by sentence.
+        self.sentences = Counter(
+            "sentences",
+            "Sentences scored (requests with sentences=true), by model id and predicted label.",
+            ["model", "label"],
+            namespace=namespace,
+            registry=r,
+        )
+        self.sentence_documents = Counter(
+            "sentence_documents",
+            "Texts answered sentence by sentence, by model id and `mixed` (true, false, or "
+            "none for a model without both polar labels).",
+            ["model", "mixed"],
+            namespace=namespace,
+            registry=r,
+        )
         # Answers the protocol layer writes itself (service/server/http_guard.py): they never reach the
         # app, so http_requests does not see them. "none" = closed without an answer.
         self.protocol_refusals = Counter(
@@ -231,6 +249,22 @@ class Metrics:
             children[0].inc()
             children[1].observe(confidence)
             length.observe(n)
+
+    def observe_sentences(self, model: str, predictions: Sequence[dict[str, Any]]) -> None:
+        """The sentences and `mixed` of answers that show them."""
+        for prediction in predictions:
+            mixed = prediction.get("mixed")
+            self._child(self.sentence_documents, model, "none" if mixed is None else str(mixed).lower()).inc()
+            for sentence in prediction.get("sentences", ()):
+                self._child(self.sentences, model, sentence["label"]).inc()
+
+    def _child(self, metric: Counter, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once per combination (the lookup is the slow part)."""
+        key = (metric._name, *labels)
+        child = self._sentence_children.get(key)
+        if child is None:
+            child = self._sentence_children[key] = metric.labels(*labels)
+        return child
 
     def observe_readings(self, readings: Sequence[Reading], policy: str) -> None:
         """Each text's detected language and what became of it under `policy`."""

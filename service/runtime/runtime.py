@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from model.language import UNSUPPORTED_TEXT, Reading, present
@@ -24,7 +25,13 @@ from service.runtime.batching import (
     Job,
     QueueFull,
 )
-from service.runtime.contract import Explainable, Reads, ServedModel, ThreadBound
+from service.runtime.contract import (
+    Explainable,
+    Reads,
+    SentenceScoring,
+    ServedModel,
+    ThreadBound,
+)
 from service.runtime.metrics import Metrics
 from service.schemas import PredictRequest, build_predict_request
 
@@ -55,6 +62,41 @@ WARM_UP_TEXTS = ("A fine film.", "word " * 1000)
 # Above this many characters in one request, tokenizing moves off the event loop: below it
 # the thread hop would cost about as much as the work it moves (one typical review is ~1,300).
 DECODE_INLINE_CHARS = 20_000
+# Splitting into sentences and tokenizing each costs about three times what reading the
+# review alone does, so such a request leaves the event loop at a third of the size.
+SENTENCE_DECODE_COST = 3
+Span = tuple[int, int]
+
+
+@dataclass
+class Decoded(Generic[P]):
+    """A request's model inputs: one payload per text and, with sentences, each text's
+    sentence spans and one payload per sentence (all texts' sentences, in order)."""
+
+    payloads: list[P]
+    spans: list[list[Span]] | None = None
+    sentence_payloads: list[P] = field(default_factory=list)
+
+
+class TooManySentences(Exception):
+    """The texts up to `index` hold more than `limit` sentences."""
+
+    def __init__(self, limit: int, index: int) -> None:
+        super().__init__(f"more than {limit} sentences")
+        self.limit, self.index = limit, index
+
+
+def too_many_sentences(exc: TooManySentences, single: bool) -> ApiError:
+    """The 422 of a request with more sentences than it may have."""
+    where = "text" if single else f"texts[{exc.index}]"
+    limit = exc.limit
+    message = f"more than {limit} sentences in this request; at most {limit} with sentences=true"
+    return ApiError(
+        422,
+        f"{where}: {message}",
+        type="validation_error",
+        details=[{"field": where, "message": message, "type": "too_many_sentences"}],
+    )
 
 
 def check_readable(sizes: list[int], single: bool) -> None:
@@ -80,6 +122,20 @@ def unsupported_text_error(reading: Reading) -> ApiError:
     )
 
 
+def add_sentences(
+    predictions: list[dict[str, Any]],
+    sentencer: SentenceScoring,
+    spans: list[list[Span]],
+    outputs: Sequence[Any],
+) -> None:
+    """Give each prediction its sentences and `mixed`, from the sentence `outputs` (all texts'
+    sentences, in order)."""
+    at = 0
+    for prediction, text_spans in zip(predictions, spans, strict=True):
+        prediction.update(sentencer.summarise(text_spans, outputs[at : at + len(text_spans)]))
+        at += len(text_spans)
+
+
 class Runtime(Generic[P, Out]):
     def __init__(
         self,
@@ -97,6 +153,7 @@ class Runtime(Generic[P, Out]):
         self.batcher: Batcher[P, Out] | None = None
         self.explain_batcher: Batcher[tuple[str, int], list[dict[str, Any]]] | None = None
         self.reads_text = False  # whether the model judges what it can read (service/runtime/contract.py)
+        self.scores_sentences = False  # whether it can score sentence by sentence (idem)
         self.request_model = build_predict_request(
             settings.max_chars, settings.max_batch, settings.max_explain_texts
         )
@@ -180,6 +237,7 @@ class Runtime(Generic[P, Out]):
         self.model, self.batcher = model, batcher
         # Asked once: isinstance against a Protocol costs ~7 µs, too much for every request.
         self.reads_text = isinstance(model, Reads)
+        self.scores_sentences = isinstance(model, SentenceScoring)
         self.metrics.track_queue_depth(lambda: batcher.depth)
         self.metrics.set_model(model.metric_labels())
         if isinstance(model, Explainable):
@@ -257,7 +315,12 @@ class Runtime(Generic[P, Out]):
         deadline = time.monotonic() + time_left
         if time_left <= 0:
             raise self._timeout()
-        payloads = await self._decode(model, texts, deadline)
+        sentencer = self._sentencer(model) if request.sentences else None
+        try:
+            decoded = await self._decode(model, texts, deadline, sentencer)
+        except TooManySentences as exc:
+            raise too_many_sentences(exc, single) from None
+        payloads = decoded.payloads
         sizes = [model.size_of(payload) for payload in payloads]
         check_readable(sizes, single)
         policy = self.settings.unsupported_text
@@ -278,13 +341,18 @@ class Runtime(Generic[P, Out]):
             explaining = self._submit(self.explain_batcher, sized, deadline)
         try:
             inline_ok = alone and explaining is None
-            scoring = self._submit(self.batcher, payloads, deadline, inline_ok)
+            # Sentences are more items of the same queue: admitted, batched and timed with
+            # the texts, all or none.
+            items = payloads + decoded.sentence_payloads
+            scoring = self._submit(self.batcher, items, deadline, inline_ok)
             outputs, batch_size = await self._wait(self.batcher, scoring, deadline)
         except BaseException:
             if explaining is not None:  # nobody will read it: leave the lane to others
                 Batcher.cancel(explaining)
             raise
-        predictions = [model.encode(output) for output in outputs]
+        predictions = [model.encode(output) for output in outputs[: len(payloads)]]
+        if sentencer is not None and decoded.spans is not None:
+            add_sentences(predictions, sentencer, decoded.spans, outputs[len(payloads) :])
         # Only labels that are shown count: withheld ones would drift the label metrics.
         shown: Sequence[int] = range(len(predictions))
         if readings is not None and policy != "score":
@@ -297,6 +365,8 @@ class Runtime(Generic[P, Out]):
         )
         if readings is not None:
             self.metrics.observe_readings(readings, policy)
+        if sentencer is not None:
+            self.metrics.observe_sentences(model.model_id, [predictions[i] for i in shown])
         if explaining is not None:
             assert self.explain_batcher is not None
             explanations, _ = await self._wait(self.explain_batcher, explaining, deadline)
@@ -311,21 +381,35 @@ class Runtime(Generic[P, Out]):
             ]
         return {"model": model.model_id, "predictions": predictions}, batch_size
 
-    async def _decode(self, model: ServedModel[P, Out], texts: list[str], deadline: float) -> list[P]:
-        """The model input per text; a large request is tokenized on the decode thread, so that
-        the event loop keeps answering (probes above all) meanwhile. At the deadline the request
-        gets its 504 at once, and the thread drops it before its next text: an abandoned
-        request costs at most one more text (~10 ms at MAX_CHARS, the worst shapes measured)."""
-        if sum(map(len, texts)) <= DECODE_INLINE_CHARS:
-            return [model.decode(text) for text in texts]
+    def _sentencer(self, model: ServedModel[P, Out]) -> SentenceScoring:
+        if not self.scores_sentences:
+            raise ApiError(
+                501, "Sentence scoring is not available for this model", type="not_implemented"
+            )
+        return cast(SentenceScoring, model)
 
-        def decode_all() -> list[P]:
-            payloads = []
-            for text in texts:
-                if time.monotonic() >= deadline:
-                    raise DeadlineExceeded
-                payloads.append(model.decode(text))
-            return payloads
+    async def _decode(
+        self,
+        model: ServedModel[P, Out],
+        texts: list[str],
+        deadline: float,
+        sentencer: SentenceScoring | None = None,
+    ) -> Decoded[P]:
+        """The model input per text (and per sentence); a large request is tokenized on the
+        decode thread, so that the event loop keeps answering (probes above all) meanwhile. At
+        the deadline the request gets its 504 at once, and the thread drops it before its next
+        text: an abandoned request costs at most one more text (~10 ms at MAX_CHARS, the worst
+        shapes measured)."""
+        cost = sum(map(len, texts)) * (1 if sentencer is None else SENTENCE_DECODE_COST)
+        if cost <= DECODE_INLINE_CHARS:
+            return self._decode_all(model, texts, sentencer, lambda: None)
+
+        def in_time() -> None:
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded
+
+        def decode_all() -> Decoded[P]:
+            return self._decode_all(model, texts, sentencer, in_time)
 
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self._decoder, decode_all)
@@ -334,6 +418,44 @@ class Runtime(Generic[P, Out]):
                 return await work
         except (TimeoutError, DeadlineExceeded):
             raise self._timeout() from None
+
+    def _decode_all(
+        self,
+        model: ServedModel[P, Out],
+        texts: list[str],
+        sentencer: SentenceScoring | None,
+        in_time: Callable[[], None],
+    ) -> Decoded[P]:
+        """`_decode`'s work; `in_time` is called before each text (and raises when late)."""
+        payloads = []
+        for text in texts:
+            in_time()
+            payloads.append(model.decode(text))
+        if sentencer is None:
+            return Decoded(payloads)
+        spans = self._split(sentencer, texts, in_time)
+        sentence_payloads = []
+        for text, text_spans in zip(texts, spans, strict=True):
+            in_time()
+            sentence_payloads += [sentencer.decode_sentence(text[a:b]) for a, b in text_spans]
+        return Decoded(payloads, spans, sentence_payloads)
+
+    def _split(
+        self, sentencer: SentenceScoring, texts: list[str], in_time: Callable[[], None]
+    ) -> list[list[Span]]:
+        """Each text's sentence spans, refused (422) as soon as they pass the request's limit:
+        before any sentence is tokenized, so a text of tiny sentences costs one linear split."""
+        # Every sentence is one more item in the queue, which holds MAX_QUEUE: a request that
+        # could never be queued is refused as too large, not told to retry (429).
+        limit = min(self.settings.max_sentences, self.settings.max_queue - len(texts))
+        spans, count = [], 0
+        for index, text in enumerate(texts):
+            in_time()
+            spans.append(sentencer.split(text))
+            count += len(spans[-1])
+            if count > limit:
+                raise TooManySentences(max(0, limit), index)
+        return spans
 
     def _check_explainable(self, sizes: list[int], single: bool) -> None:
         settings = self.settings

@@ -21,6 +21,7 @@ from model.checkpoint import Checkpoint, load_checkpoint
 from model.language import Reading, TextReader
 from model.predictor import Backend, Predictor, prediction_row
 from model.rnn import parameter_summary
+from model.sentences import is_mixed, split_sentences
 from model.text import tokenize_kept
 from service.config import Settings
 from service.runtime.contract import Explain, ServedModel
@@ -53,6 +54,25 @@ def configure_torch(threads: int) -> None:
     # RuntimeError: already set (or used) in this process.
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
+
+
+# A call's rows are padded to its longest: a row may join a call of rows up to 1.5 times its
+# length plus this many tokens (short ones waste little, and each call costs ~0.1 ms).
+GROUP_SLACK_TOKENS = 8
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Indices of `lengths` in groups to score in separate calls, longest first: each row's
+    group is padded to at most 1.5 times its length (+ GROUP_SLACK_TOKENS)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    groups: list[list[int]] = []
+    longest = 0
+    for index in order:
+        if not groups or 2 * longest > 3 * lengths[index] + 2 * GROUP_SLACK_TOKENS:
+            groups.append([])
+            longest = lengths[index]
+        groups[-1].append(index)
+    return groups
 
 
 class ReadIds(list[int]):
@@ -96,10 +116,45 @@ class SentimentModel:
         return len(payload)
 
     def predict(self, batch: list[list[int]]) -> list[list[float]]:
-        return self.predictor.predict_ids(batch).tolist()
+        """One model call per group of similar lengths (usually one): the recurrence runs to
+        the longest review of a call for every row, so a review's sentences scored beside it
+        would cost its length each."""
+        groups = length_groups([len(ids) for ids in batch])
+        if len(groups) == 1:
+            return self.predictor.predict_ids(batch).tolist()
+        out: list[list[float]] = [[] for _ in batch]
+        for group in groups:
+            for index, row in zip(group, self.predictor.predict_ids([batch[i] for i in group]).tolist(),
+                                  strict=True):
+                out[index] = row
+        return out
 
     def encode(self, probabilities: list[float]) -> dict[str, Any]:
         return prediction_row(self.labels, probabilities)
+
+    # SentenceScoring
+    def split(self, text: str) -> list[tuple[int, int]]:
+        return split_sentences(text)
+
+    def decode_sentence(self, sentence: str) -> list[int]:
+        """The ids `Predictor.predict_texts([sentence])` would score: no reading (the review's
+        language was judged whole), and [<unk>] for a sentence with no token, as offline."""
+        pipeline = self.checkpoint.pipeline
+        return pipeline.encode_tokens(tokenize_kept(sentence, pipeline.config))
+
+    def summarise(self, spans: list[tuple[int, int]], outputs: Sequence[list[float]]) -> dict[str, Any]:
+        sentences = [
+            {"start": start, "end": end, **self.encode(probabilities)}
+            for (start, end), probabilities in zip(spans, outputs, strict=True)
+        ]
+        return {"sentences": sentences, "mixed": self._mixed(outputs)}
+
+    def _mixed(self, outputs: Sequence[list[float]]) -> bool | None:
+        """model/sentences.py's rule; None for a model without both polar labels."""
+        if "positive" not in self.labels or "negative" not in self.labels:
+            return None
+        positive, negative = self.labels.index("positive"), self.labels.index("negative")
+        return is_mixed([p[positive] for p in outputs], [p[negative] for p in outputs])
 
     @property
     def max_tokens(self) -> int:
