@@ -9,7 +9,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-SECTION_FILES = ("meta", "offline", "served", "startup", "policy", "explain", "breakdown", "targets")
+SECTION_FILES = (
+    "meta", "offline", "served", "startup", "policy", "explain", "sentences", "breakdown", "targets"
+)
 
 
 def write_json(results: dict[str, Any], out: Path) -> list[Path]:
@@ -279,6 +281,21 @@ def _explain_lines(ex: dict[str, Any]) -> list[str]:
     ]
 
 
+def _sentences_lines(se: dict[str, Any]) -> list[str]:
+    rows = [
+        [k, se[k]["throughput_rps"], se[k]["latency_ms"]["p50"], se[k]["server_cpu_ms_per_request"],
+         se[k]["errors"]]
+        for k in ("plain", "sentences")
+    ]
+    return [
+        '## Cost of sentences (`"sentences": true`, reviews of about 20 sentences, c=1)',
+        "",
+        *_table(["request", "req/s", "p50 ms", "server CPU ms/req", "errors"], rows),
+        f"Sentence by sentence / plain: server CPU ×{se['cpu_ratio']}, p50 ×{se['p50_ratio']}.",
+        "",
+    ]
+
+
 def _breakdown_lines(bd: dict[str, Any], profile: dict[str, Any]) -> list[str]:
     lines = ["## Where the time goes", ""]
     c1 = bd.get("c1")
@@ -385,6 +402,7 @@ def write_markdown(results: dict[str, Any], out: Path, plots: list[Path]) -> Pat
         ("peers", _side_by_side_lines, (results,)),
         ("policy", _policy_lines, (results.get("policy"),)),
         ("explain", _explain_lines, (results.get("explain"),)),
+        ("sentences", _sentences_lines, (results.get("sentences"),)),
         ("startup", _startup_lines, (results.get("startup"), results.get("image", {}))),
         ("breakdown", _breakdown_lines, (results.get("breakdown"), results.get("profile", {}))),
     ]

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import analysis, image, report, sections
 from bench.peers import measure_peers
-from bench.reviews import DEFAULT_DATA, load_reviews, typical, write_bodies
+from bench.reviews import DEFAULT_DATA, load_reviews, typical, with_sentences, write_bodies
 from bench.sections import Policy, Timing
 from bench.server import REPO, Server, service_available, service_default
 from bench.standin import ModelChoice, choose_model
@@ -192,6 +192,9 @@ def run_served(
         explain = sections.explain_cost(
             server, kind, files["typical"], files["explain"], timing.explain, timing.warmup
         )
+        explain["sentences"] = sections.sentence_cost(
+            server, kind, files["twenty"], files["twenty_sentences"], timing.explain, timing.warmup
+        )
         prof: dict[str, Any] = {"skipped": "--no-profile"}
         if not args.no_profile:
             conc = 64 if 64 in levels else max(levels)
@@ -224,7 +227,7 @@ def estimate_s(
     if wanted & {"served", "policy"}:
         total += start + 3 * (run(timing.calibration) + 0.5) + run(timing.health)
         total += len(levels) * (run(timing.warmup) + run(timing.level))
-        total += 2 * (run(timing.warmup) + run(timing.explain)) + run(timing.profile) + 3
+        total += 4 * (run(timing.warmup) + run(timing.explain)) + run(timing.profile) + 3
     if "startup" in wanted and not smoke:
         total += 2 * (start + 1)
     if "policy" in wanted:
@@ -253,13 +256,17 @@ def run_sections(args: argparse.Namespace, results: dict[str, Any], scratch: Pat
         results["offline"] = run_offline(model, reviews.texts, args.smoke)
     if not service_available():
         why = "service/server/launch.py not found (the service is not in this checkout)"
-        for key in ("served", "explain", "profile", "startup", "policy"):
+        for key in ("served", "explain", "sentences", "profile", "startup", "policy"):
             results[key] = {"skipped": why}
         return
     files = {
         "bodies": write_bodies(reviews.texts, scratch / "bodies.jsonl"),
         "typical": write_bodies(typical(reviews.texts, 200), scratch / "typical.jsonl"),
         "explain": write_bodies(typical(reviews.texts, 200), scratch / "explain.jsonl", explain=True),
+        "twenty": write_bodies(with_sentences(reviews.texts, 100), scratch / "twenty.jsonl"),
+        "twenty_sentences": write_bodies(
+            with_sentences(reviews.texts, 100), scratch / "twenty_sentences.jsonl", sentences=True
+        ),
         "scratch": scratch,
     }
     log = args.out / "tmp" / "server.log"  # bench/results/tmp/ is git-ignored
@@ -268,6 +275,7 @@ def run_sections(args: argparse.Namespace, results: dict[str, Any], scratch: Pat
     if wanted & {"served", "policy"}:
         served, explain, prof, first_start = run_served(args, model, timing, levels, files, log)
         results.update(served=served, explain=explain, profile=prof)
+        results["sentences"] = explain.pop("sentences")  # measured on the same server
     if "peers" in wanted and "served" in results:
         peer_levels = [c for c in levels if c in (1, 8, 64)]
         results["peers"] = measure_peers(

@@ -176,6 +176,7 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert sum(row["requests"] for row in served["levels"]) > 0
     assert served["levels"][0]["server_histograms"]["inference_s"]["count"] > 0
     assert results["explain"]["explain"]["requests"] > 0
+    assert results["sentences"]["sentences"]["requests"] > 0 and results["sentences"]["cpu_ratio"] > 0
     assert results["startup"]["ready_s_median"] > 0
     # Peers on the same reviews: the plain app always, LitServe when the bench extra is installed.
     peers = results["peers"]
