@@ -4,6 +4,7 @@
         client.predict("Loved every minute.").label          # 'positive'
         [p.label for p in client.predict_many(["Great!", "Awful."])]
         client.predict("Der Film war toll.").readable        # False: German; label None
+        client.predict("Great screen. Awful battery.", sentences=True).mixed   # True
 
     async with AsyncSentimentClient("http://localhost:8000") as client:
         await client.predict("Loved every minute.")
@@ -39,6 +40,17 @@ class TokenScore:
 
 
 @dataclass(frozen=True, slots=True)
+class SentenceScore:
+    """One sentence: `text[start:end]` of the text sent (Python str indices)."""
+
+    start: int
+    end: int
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class Prediction:
     """One answer. `readable` is False for a text the model cannot read (another language, or
     too few words it knows; `reason` says which): then label, confidence and probabilities are
@@ -53,6 +65,8 @@ class Prediction:
     readable: bool = True
     reason: str | None = None  # "other_language" or "unknown_words"
     error: str | None = None  # the refusal's message
+    sentences: list[SentenceScore] | None = None  # asked with sentences=True
+    mixed: bool | None = None  # idem: a confidently positive and a confidently negative sentence
 
     @property
     def scored(self) -> bool:
@@ -161,7 +175,21 @@ def _prediction(data: dict[str, Any]) -> Prediction:
         readable=bool(data.get("readable", True)),
         reason=data.get("reason"),
         error=str(error.get("message", "")) if isinstance(error, dict) else None,
+        sentences=_sentences(data.get("sentences")),
+        mixed=data.get("mixed"),
     )
+
+
+def _sentences(data: list[dict[str, Any]] | None) -> list[SentenceScore] | None:
+    if data is None:
+        return None
+    return [
+        SentenceScore(
+            int(s["start"]), int(s["end"]), str(s["label"]), float(s["confidence"]),
+            {k: float(v) for k, v in s["probabilities"].items()},
+        )
+        for s in data
+    ]
 
 
 def _result(response: httpx.Response) -> PredictResult:
@@ -180,10 +208,12 @@ class _ClientBase:
             self.headers["authorization"] = f"Bearer {api_key}"
 
     @staticmethod
-    def _predict_body(texts: str | list[str], explain: bool) -> dict[str, Any]:
+    def _predict_body(texts: str | list[str], explain: bool, sentences: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"text": texts} if isinstance(texts, str) else {"texts": list(texts)}
         if explain:
             body["explain"] = True
+        if sentences:
+            body["sentences"] = True
         return body
 
     def _pause_after(
@@ -247,14 +277,19 @@ class SentimentClient(_ClientBase):
             time.sleep(pause)
             attempt += 1
 
-    def predict_result(self, texts: str | list[str], *, explain: bool = False) -> PredictResult:
-        return _result(self._send("POST", "/predict", json=self._predict_body(texts, explain)))
+    def predict_result(
+        self, texts: str | list[str], *, explain: bool = False, sentences: bool = False
+    ) -> PredictResult:
+        body = self._predict_body(texts, explain, sentences)
+        return _result(self._send("POST", "/predict", json=body))
 
-    def predict(self, text: str, *, explain: bool = False) -> Prediction:
-        return self.predict_result(text, explain=explain).predictions[0]
+    def predict(self, text: str, *, explain: bool = False, sentences: bool = False) -> Prediction:
+        return self.predict_result(text, explain=explain, sentences=sentences).predictions[0]
 
-    def predict_many(self, texts: list[str], *, explain: bool = False) -> list[Prediction]:
-        return self.predict_result(texts, explain=explain).predictions
+    def predict_many(
+        self, texts: list[str], *, explain: bool = False, sentences: bool = False
+    ) -> list[Prediction]:
+        return self.predict_result(texts, explain=explain, sentences=sentences).predictions
 
     def model_info(self) -> dict[str, Any]:
         return self._send("GET", "/model").json()
@@ -330,17 +365,20 @@ class AsyncSentimentClient(_ClientBase):
             attempt += 1
 
     async def predict_result(
-        self, texts: str | list[str], *, explain: bool = False
+        self, texts: str | list[str], *, explain: bool = False, sentences: bool = False
     ) -> PredictResult:
-        return _result(
-            await self._send("POST", "/predict", json=self._predict_body(texts, explain))
-        )
+        body = self._predict_body(texts, explain, sentences)
+        return _result(await self._send("POST", "/predict", json=body))
 
-    async def predict(self, text: str, *, explain: bool = False) -> Prediction:
-        return (await self.predict_result(text, explain=explain)).predictions[0]
+    async def predict(
+        self, text: str, *, explain: bool = False, sentences: bool = False
+    ) -> Prediction:
+        return (await self.predict_result(text, explain=explain, sentences=sentences)).predictions[0]
 
-    async def predict_many(self, texts: list[str], *, explain: bool = False) -> list[Prediction]:
-        return (await self.predict_result(texts, explain=explain)).predictions
+    async def predict_many(
+        self, texts: list[str], *, explain: bool = False, sentences: bool = False
+    ) -> list[Prediction]:
+        return (await self.predict_result(texts, explain=explain, sentences=sentences)).predictions
 
     async def model_info(self) -> dict[str, Any]:
         return (await self._send("GET", "/model")).json()

@@ -151,11 +151,16 @@ async def test_async_client_against_the_app(app_factory: Callable[..., FastAPI])
             await client.wait_until_ready(5)
             one = await client.predict("A superb film.")
             many = await client.predict_many(["A superb film.", "Awful."])
+            split = await client.predict("A superb film. Awful ending!", sentences=True)
+            whole = await client.predict("A superb film. Awful ending!")
             info = await client.model_info()
             assert (await client.health())["status"] == "ok"
             with pytest.raises(ServiceError) as failure:
                 await client.predict(" ")
-    assert one == many[0]
+    assert one == many[0] and one.sentences is None and one.mixed is None
+    assert split.sentences is not None and [(s.start, s.end) for s in split.sentences] == [(0, 14), (15, 28)]
+    assert isinstance(split.mixed, bool)
+    assert (split.label, split.probabilities) == (whole.label, whole.probabilities)
     assert info["labels"] == list(one.probabilities)
     assert failure.value.status == 422 and failure.value.type == "validation_error"
     assert failure.value.request_id
