@@ -1,7 +1,8 @@
 """Score a file of reviews: python -m model.predict [--checkpoint DIR] FILE [--out OUT.jsonl].
 
 FILE is plain text (one review per line), CSV or JSONL; the output is JSONL, one line per
-review in input order: {"label", "confidence", "probabilities", "language", "readable"}. A
+review in input order: {"label", "confidence", "probabilities", "language", "readable"}, and
+with `--sentences` also "sentences" and "mixed" (as the service answers `sentences: true`). A
 review the model cannot read (another language, or too few words it knows: model/language.py)
 has "readable": false and a "reason"; by default (`--unsupported-text flag`) its label,
 confidence and probabilities are null, as the service answers it.
@@ -24,6 +25,7 @@ from model.checkpoint import CheckpointError
 from model.data import DataError, read_texts
 from model.language import POLICIES, Policy, TextReader, present
 from model.predictor import Predictor, add_backend_argument, prediction_row
+from model.sentences import is_mixed, split_sentences
 
 logger = logging.getLogger("model.predict")
 
@@ -49,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unsupported-text", default="flag", choices=POLICIES,
                    help="a review the model cannot read: flag (label null), refuse (label null "
                    "and an error), score (labelled anyway); each is marked readable: false")
+    p.add_argument("--sentences", action="store_true",
+                   help="also score each sentence (\"sentences\": start, end, label, "
+                   "confidence, probabilities) and say whether the review is \"mixed\", as the "
+                   "service does with sentences=true")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -83,14 +89,43 @@ def merge_parts(parts: list[Path]) -> list[dict]:
 
 
 def prediction_rows(
-    predictor: Predictor, texts: list[str], progress: bool, policy: Policy = "flag"
+    predictor: Predictor,
+    texts: list[str],
+    progress: bool,
+    policy: Policy = "flag",
+    sentences: bool = False,
 ) -> list[dict]:
     """One row per text; every text is scored, and `policy` decides what is shown of one the
-    model cannot read (as the service does, so a readable text's row never depends on it)."""
+    model cannot read (as the service does, so a readable text's row never depends on it).
+    `sentences`: each row also gets its sentences, scored alone, and `mixed`."""
     probs = predictor.predict_texts(texts, progress=progress).tolist()
+    predictions = [prediction_row(predictor.labels, p) for p in probs]
+    if sentences:
+        add_sentences(predictor, texts, predictions, progress)
     reader = TextReader(predictor.pipeline)
-    return [present(prediction_row(predictor.labels, p), reader.read(text), policy)
-            for text, p in zip(texts, probs, strict=True)]
+    return [
+        present(prediction, reader.read(text), policy)
+        for text, prediction in zip(texts, predictions, strict=True)
+    ]
+
+
+def add_sentences(predictor: Predictor, texts: list[str], predictions: list[dict], progress: bool) -> None:
+    """Each prediction gains `sentences` (the whole text's, scored in length batches) and
+    `mixed` (model/sentences.py's rule; null for a model without both polar labels)."""
+    spans = [split_sentences(text) for text in texts]
+    pieces = [text[a:b] for text, text_spans in zip(texts, spans, strict=True) for a, b in text_spans]
+    probs = iter(predictor.predict_texts(pieces, progress=progress).tolist())
+    labels = list(predictor.labels)
+    polar = "positive" in labels and "negative" in labels
+    for prediction, text_spans in zip(predictions, spans, strict=True):
+        rows = [next(probs) for _ in text_spans]
+        prediction["sentences"] = [
+            {"start": a, "end": b, **prediction_row(labels, p)}
+            for (a, b), p in zip(text_spans, rows, strict=True)
+        ]
+        prediction["mixed"] = is_mixed(
+            [p[labels.index("positive")] for p in rows], [p[labels.index("negative")] for p in rows]
+        ) if polar else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,13 +160,16 @@ def score(args: argparse.Namespace) -> list[dict]:
     texts = read_texts(path, args.format, args.text_column)
     predictor = Predictor.load(args.checkpoint, batch_size=args.batch_size, backend=args.backend)
     if args.shard is None:
-        return prediction_rows(predictor, texts, not args.no_progress, args.unsupported_text)
+        return prediction_rows(
+            predictor, texts, not args.no_progress, args.unsupported_text, args.sentences
+        )
     # A fixed stride over input positions: the same shard always gets the same reviews,
     # and the parts' sizes differ by at most one.
     index, count = args.shard
     positions = range(index, len(texts), count)
     rows = prediction_rows(
-        predictor, [texts[i] for i in positions], not args.no_progress, args.unsupported_text
+        predictor, [texts[i] for i in positions], not args.no_progress, args.unsupported_text,
+        args.sentences,
     )
     return [{"index": i, **row} for i, row in zip(positions, rows, strict=True)]
 

@@ -80,3 +80,30 @@ def test_one_row_shape_for_every_scorer() -> None:
 def test_every_scoring_cli_offers_the_predictors_backends(parser: Callable[[], ArgumentParser]) -> None:
     backend = next(a for a in parser()._actions if a.dest == "backend")
     assert backend.default == "onnx" and tuple(backend.choices or ()) == BACKENDS
+
+
+def test_sentences_are_scored_alone_and_the_whole_text_answer_is_unchanged(
+    tiny_checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    from model.predictor import Predictor
+    from model.sentences import split_sentences
+
+    texts = ["The movie was great. The plot was awful!! The ending 😍 was wonderful.",
+             "A film of the director.\tthe music was superb",
+             "Boring."]
+    reviews = tmp_path / "reviews.jsonl"
+    reviews.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    plain, split = tmp_path / "plain.jsonl", tmp_path / "split.jsonl"
+    checkpoint = ["--checkpoint", str(tiny_checkpoint_dir), "--unsupported-text", "score"]
+    assert run(str(reviews), *checkpoint, "--out", str(plain)) == 0
+    assert run(str(reviews), *checkpoint, "--sentences", "--out", str(split)) == 0
+    predictor = Predictor.load(tiny_checkpoint_dir)
+    for text, before, after in zip(texts, rows(plain), rows(split), strict=True):
+        assert {k: v for k, v in after.items() if k not in ("sentences", "mixed")} == before
+        spans = [(s["start"], s["end"]) for s in after["sentences"]]
+        assert spans == split_sentences(text)
+        alone = predictor.predict_texts([text[a:b] for a, b in spans]).tolist()
+        for sentence, expected in zip(after["sentences"], alone, strict=True):
+            got = [sentence["probabilities"][label] for label in predictor.labels]
+            assert got == pytest.approx(expected, abs=1e-5)
+        assert isinstance(after["mixed"], bool)
