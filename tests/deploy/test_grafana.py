@@ -119,7 +119,11 @@ def dashboard() -> dict[str, Any]:
 def exported(tiny_checkpoint_dir: Path) -> dict[str, dict[str, set[str]]]:
     """{sample name: {label: values seen}} from a real server's /metrics after real traffic."""
     with Server(tiny_checkpoint_dir, env={"LOG_LEVEL": "WARNING"}) as server:
-        for body in ({"texts": ["a great film", "an awful film"]}, {"text": "fine", "explain": True}):
+        for body in (
+            {"texts": ["a great film", "an awful film"]},
+            {"text": "fine", "explain": True},
+            {"text": "A great film. An awful ending.", "sentences": True},
+        ):
             request = urllib.request.Request(
                 server.url + "/predict",
                 data=json.dumps(body).encode(),
