@@ -347,3 +347,34 @@ def test_api_key_asked_for_and_kept_in_the_tab_only(page: Any, keyed_server: str
     assert page.evaluate("sessionStorage.getItem('sentiment.apiKey')") == "s3cret"
     assert page.evaluate("localStorage.length") == 0
     assert "s3cret" not in page.url
+
+
+@browser_test
+def test_sentence_by_sentence_shows_each_sentence_and_mixed(page: Any, server: str) -> None:
+    review = "The battery died after two days and support never answered. Shame, the screen is lovely."
+    one_sided = ("We stayed three nights and loved it. The room was spotless and the bed was very "
+                 "comfortable. Breakfast was fresh and generous. The staff were friendly and helpful. "
+                 "We will definitely come back.")
+    page.goto(server + "/")
+    page.check("#by-sentence")
+    score(page, review + "\n" + one_sided)
+    shown = page.evaluate("""() => [...document.querySelectorAll('.result')].map(card => ({
+        label: card.querySelector('h2 .badge').textContent,
+        mixed: card.querySelector('.mixed').textContent,
+        sentences: [...card.querySelectorAll('.sentence')].map(s => ({
+            label: s.querySelector('.badge').textContent,
+            side: s.classList.contains('up') ? 'up' : s.classList.contains('down') ? 'down' : '',
+            text: s.querySelector('.sentence-text').textContent,
+            words: s.querySelectorAll('.tok').length}))}))""")
+    mixed, plain = shown
+    assert mixed["label"] == "negative"  # the whole review's answer, as without sentences
+    assert mixed["mixed"].startswith("Mixed:")
+    assert [(s["label"], s["side"], s["text"]) for s in mixed["sentences"]] == [
+        ("negative", "down", review[:59]), ("positive", "up", review[60:]),
+    ]
+    assert [s["words"] for s in mixed["sentences"]] == [10, 5]  # the word colours, per sentence
+    assert plain["mixed"].startswith("Not mixed:") and len(plain["sentences"]) == 5
+    assert {s["label"] for s in plain["sentences"]} == {"positive"}
+    page.uncheck("#by-sentence")
+    score(page, review)
+    assert page.query_selector(".sentence") is None and page.query_selector(".mixed") is None

@@ -34,6 +34,7 @@
   const legend = $("legend");
   const keyRow = $("key-row");
   const keyInput = $("key");
+  const bySentence = $("by-sentence");
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -64,12 +65,13 @@
     return value.split(/\r?\n/).map((line) => line.trim()).filter((line) => line.length > 0);
   }
 
-  async function post(reviews, explain) {
+  async function post(reviews, explain, sentences) {
     const headers = { "Content-Type": "application/json" };
     const key = currentKey();
     if (key) headers.Authorization = "Bearer " + key;
     const body = reviews.length === 1 ? { text: reviews[0] } : { texts: reviews };
     if (explain) body.explain = true;
+    if (sentences) body.sentences = true;
     const response = await fetch("predict", { method: "POST", headers, body: JSON.stringify(body) });
     let payload = null;
     try {
@@ -104,11 +106,12 @@
     button.disabled = true;
     status.textContent = reviews.length === 1 ? "Scoring…" : `Scoring ${reviews.length} reviews…`;
     try {
-      let { response, payload } = await post(reviews, true);
+      const sentences = bySentence.checked;
+      let { response, payload } = await post(reviews, true, sentences);
       let note = null;
       if (explanationRefused(response, payload)) {
         note = "Scored without word colours: " + payload.error.message + ".";
-        ({ response, payload } = await post(reviews, false));
+        ({ response, payload } = await post(reviews, false, sentences));
       }
       if (!response.ok || !payload || !Array.isArray(payload.predictions)) {
         reportFailure(response, payload);
@@ -252,7 +255,10 @@
       article.append(el("p", "unreadable-why", "A guess: " + unreadableWhy(prediction)));
     }
     article.append(...probabilityBar(prediction.probabilities, sides));
-    if (Array.isArray(prediction.explanation)) {
+    if (Array.isArray(prediction.sentences)) {
+      article.append(mixedLine(prediction), sentenceList(text, prediction, sides));
+      if (!Array.isArray(prediction.explanation) && note) article.append(el("p", "note", note));
+    } else if (Array.isArray(prediction.explanation)) {
       const own = polar(sides, prediction.label) ? sides : null;
       const towardUp = own && prediction.label === own.down ? -1 : 1;
       article.append(...highlighted(text, prediction.explanation, prediction.label, own, towardUp));
@@ -261,6 +267,45 @@
       if (note) article.append(el("p", "note", note));
     }
     return article;
+  }
+
+  // "Mixed" in words, beside the label (never instead of it): docs/sentences.md.
+  function mixedLine(prediction) {
+    const mixed = prediction.mixed === true;
+    const line = el("p", "mixed" + (mixed ? " is-mixed" : ""));
+    line.append(el("strong", "", mixed ? "Mixed: " : "Not mixed: "));
+    line.append(document.createTextNode(mixed
+      ? "at least one sentence is clearly positive and one clearly negative."
+      : "no clearly positive and clearly negative sentences side by side."));
+    return line;
+  }
+
+  // Each sentence with its own label and colour, and the review's word colours within it.
+  // Sentence offsets are code points, as the explanation's are.
+  function sentenceList(text, prediction, sides) {
+    const points = Array.from(text);
+    const list = el("ol", "sentences");
+    const own = polar(sides, prediction.label) ? sides : null;
+    const towardUp = own && prediction.label === own.down ? -1 : 1;
+    for (const sentence of prediction.sentences) {
+      const side = sides ? (sentence.label === sides.up ? "up" : sentence.label === sides.down ? "down" : "") : "";
+      const item = el("li", "sentence " + side);
+      item.append(el("span", "badge " + side, sentence.label));
+      item.append(el("span", "confidence", percent(sentence.confidence)));
+      const piece = points.slice(sentence.start, sentence.end).join("");
+      if (Array.isArray(prediction.explanation)) {
+        const inside = prediction.explanation
+          .filter((t) => t.start >= sentence.start && t.end <= sentence.end)
+          .map((t) => ({ ...t, start: t.start - sentence.start, end: t.end - sentence.start }));
+        const [paragraph] = highlighted(piece, inside, prediction.label, own, towardUp);
+        paragraph.className = "sentence-text";
+        item.append(paragraph);
+      } else {
+        item.append(el("p", "sentence-text", piece));
+      }
+      list.append(item);
+    }
+    return list;
   }
 
   function probabilityBar(probabilities, sides) {
