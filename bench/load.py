@@ -1,8 +1,11 @@
 """Load generators, each run as its own process so its CPU can be measured apart from the server's.
 
-- wrk (Debian package `wrk`) with bench/wrk_rotate.lua: C, epoll, one thread;
+- wrk (Debian package `wrk`) with bench/wrk_rotate.lua: C, epoll, one thread. Every latency and
+  throughput figure comes from it (`figures_generator`): a Python client on the same two cores
+  takes CPU from the server it measures, and more from some servers than others;
 - "asyncio": a minimal keep-alive HTTP/1.1 client on asyncio (uvloop when installed), this module;
-- "httpx": httpx.AsyncClient, this module.
+- "httpx": httpx.AsyncClient, this module. The Python clients are for checks (`--smoke`, soak,
+  tests), where wrk may be missing.
 
 Closed loop: `concurrency` connections, each sending its next request as soon as the previous
 answer arrives, rotating through real request bodies. Bounded by time (and by count for the
@@ -68,6 +71,16 @@ def wrk_available() -> bool:
 
 def available_generators() -> list[str]:
     return (["wrk"] if wrk_available() else []) + ["asyncio", "httpx"]
+
+
+WRK_MISSING = "wrk (the C load generator) is not installed: apt-get install wrk (make bench installs it)"
+
+
+def figures_generator() -> str:
+    """The generator for figures that get reported: wrk, or an error that says how to get it."""
+    if not wrk_available():
+        raise RuntimeError(WRK_MISSING)
+    return "wrk"
 
 
 def _children_cpu() -> float:

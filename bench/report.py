@@ -154,9 +154,9 @@ def _served_lines(served: dict[str, Any]) -> list[str]:
         "## Served (`python -m service`, one review per request, default settings)",
         "",
         *_table(LEVEL_HEADER, _level_rows(served["levels"])),
-        f"Load generator: **{gen['chosen']}** (least CPU per request of: "
-        + ", ".join(f"{t['generator']} {t.get('cpu_ms_per_request', 'n/a')} ms" for t in gen["trials"])
-        + f" at c={gen['concurrency']}).",
+        f"Load generator: **{gen['chosen']}**"
+        + (" (forced with --generator)." if gen.get("forced") else " (C, one thread: every figure).")
+        + " Its CPU per request is in the table's generator column.",
         f" HTTP floor: GET /health at c=1 p50 "
         f"{served.get('health_c1', {}).get('latency_ms', {}).get('p50')} ms.",
         "",

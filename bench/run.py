@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import analysis, image, report, sections
+from bench.load import figures_generator
 from bench.peers import measure_peers
 from bench.reviews import DEFAULT_DATA, load_reviews, typical, with_sentences, write_bodies
 from bench.sections import Policy, Timing
@@ -59,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", help="comma list (default 1,4,16,64,256; smoke 1,8)")
     p.add_argument("--policies", default=DEFAULT_POLICIES, help="BATCH:WAIT_MS:THREADS,... (smoke: 1:0:1)")
     p.add_argument("--reviews", type=int, help="reviews sampled (default 2000, smoke 64)")
-    p.add_argument("--generator", help="force a load generator (wrk, asyncio, httpx) instead of choosing")
+    p.add_argument(
+        "--generator",
+        help="load generator: wrk (the default, required for figures), or asyncio/httpx for checks "
+        "(the default under --smoke)",
+    )
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--image-size-mb", type=float, help="image size to report (else read, see bench/image.py)")
@@ -69,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure(args: argparse.Namespace) -> tuple[Timing, list[int], list[Policy]]:
     smoke = args.smoke
+    args.generator_forced = args.generator is not None
+    args.generator = args.generator or ("asyncio" if smoke else figures_generator())
     levels = [int(c) for c in (args.concurrency or ("1,8" if smoke else "1,4,16,64,256")).split(",")]
     policies = [
         Policy.parse(p)
@@ -81,7 +88,6 @@ def configure(args: argparse.Namespace) -> tuple[Timing, list[int], list[Policy]
             warmup=0.0,
             policy_level=1.0,
             policy_warmup=0.0,
-            calibration=0.5,
             explain=1.0,
             health=0.5,
             profile=2.0,
@@ -174,11 +180,8 @@ def run_served(
             "ready_s": server.startup.ready_s,
             "idle_rss_mb": sections.idle_rss_mb(server),
         }
-        if args.generator:
-            gen = {"chosen": args.generator, "concurrency": None, "seconds": 0, "trials": [], "forced": True}
-        else:
-            gen = sections.choose_generator(server, files["bodies"], 16, timing.calibration)
-        kind = str(gen["chosen"])
+        kind = args.generator
+        gen = {"chosen": kind, "forced": args.generator_forced}
         served: dict[str, Any] = {
             "settings": {
                 k: service_default(k, None) for k in ("max_batch_size", "max_wait_ms", "torch_threads")
@@ -225,7 +228,7 @@ def estimate_s(
     if "peers" in wanted:
         total += 2 * (start + 2 * (run(timing.warmup) + run(timing.level)))
     if wanted & {"served", "policy"}:
-        total += start + 3 * (run(timing.calibration) + 0.5) + run(timing.health)
+        total += start + run(timing.health)
         total += len(levels) * (run(timing.warmup) + run(timing.level))
         total += 4 * (run(timing.warmup) + run(timing.explain)) + run(timing.profile) + 3
     if "startup" in wanted and not smoke:

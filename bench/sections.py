@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import profile, scrape
-from bench.load import available_generators, run_load
+from bench.load import run_load
 from bench.server import Sampler, Server
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ class Timing:
     warmup: float = 2.0
     policy_level: float = 8.0
     policy_warmup: float = 1.5
-    calibration: float = 3.0
     explain: float = 8.0
     health: float = 4.0
     profile: float = 12.0
@@ -88,33 +87,6 @@ def measure_level(
         result.generator_cpu_s,
     )
     return row
-
-
-def choose_generator(server: Server, bodies: Path, concurrency: int, seconds: float) -> dict[str, Any]:
-    """Run each available generator briefly; the one with the least CPU per request wins."""
-    trials: list[dict[str, Any]] = []
-    for kind in available_generators():
-        try:
-            result = run_load(kind, server.url, bodies, concurrency, seconds)
-        except Exception as exc:  # a generator that can't run here is just not a candidate
-            logger.warning("load generator %s unusable: %s", kind, exc)
-            trials.append({"generator": kind, "error": str(exc)[:300]})
-            continue
-        trials.append(
-            {
-                "generator": kind,
-                "requests": result.requests,
-                "throughput_rps": result.throughput_rps,
-                "cpu_s": result.generator_cpu_s,
-                "cpu_ms_per_request": round(result.generator_cpu_ms_per_request, 4),
-            }
-        )
-    usable = [t for t in trials if "error" not in t and int(t["requests"]) > 0]
-    if not usable:
-        raise RuntimeError(f"no load generator worked: {trials}")
-    best = min(usable, key=lambda t: float(t["cpu_ms_per_request"]))
-    logger.info("load generator: %s (%s ms CPU per request)", best["generator"], best["cpu_ms_per_request"])
-    return {"chosen": best["generator"], "concurrency": concurrency, "seconds": seconds, "trials": trials}
 
 
 def idle_rss_mb(server: Server, settle_s: float = 1.0) -> float:

@@ -88,14 +88,24 @@ class Predictor:
         return self.pipeline.encode(text)
 
     def logits_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
-        """Raw logits (N, C) for id lists, scored in one model call."""
+        """Raw logits (N, C) for id lists, in input order. PyTorch packs the batch, so one call
+        costs its real tokens; the ONNX graph runs every row to the longest one, so a batch of
+        mixed lengths is scored in calls over similar lengths (`length_group_size`)."""
         if self._onnx is None:
             return model_logits(self.model, sequences)
+        encoded = list(sequences)
+        size = length_group_size(len(encoded))
+        if size >= len(encoded):
+            return self._onnx_logits(encoded)
+        return in_length_batches(encoded, self._onnx_logits, size, len(self.labels))
+
+    def _onnx_logits(self, sequences: Sequence[list[int]]) -> torch.Tensor:
+        assert self._onnx is not None
         ids, lengths = pad_batch(list(sequences))
         return self._onnx.logits(ids, lengths)
 
     def predict_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
-        """Calibrated probabilities (N, C) for id lists, scored in one model call."""
+        """Calibrated probabilities (N, C) for id lists, in input order."""
         return torch.softmax(self.logits_ids(sequences) / self.temperature, dim=1)
 
     def predict_texts(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
@@ -126,6 +136,17 @@ def check_batch(vocab_size: int, max_tokens: int) -> list[list[int]]:
     rng = np.random.default_rng(0)
     low = min(1, vocab_size - 1)  # no <pad> inside a review
     return [rng.integers(low, vocab_size, size).tolist() for size in (1, 7, 40, max_tokens)]
+
+
+# Rows per ONNX call when a batch is split by length: an eighth of the batch, at least 4. Fewer,
+# longer calls pad more; more, shorter ones pay the per-call cost more often (docs/serving.md
+# has the measurement).
+MIN_LENGTH_GROUP = 4
+LENGTH_GROUPS = 8
+
+
+def length_group_size(rows: int) -> int:
+    return max(MIN_LENGTH_GROUP, -(-rows // LENGTH_GROUPS))
 
 
 @torch.inference_mode()
