@@ -151,6 +151,10 @@ def request_id_of(request: Request) -> str | None:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    return api_error_response(request, exc)
+
+
+def api_error_response(request: Request, exc: ApiError) -> Response:
     return error_response(
         exc.status,
         exc.message,

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.app.lean import lean_routes
 from service.app.middleware import RequestContextMiddleware
 from service.app.routes import build_router
 from service.config import Settings
@@ -71,5 +72,6 @@ def create_app(
         RequestContextMiddleware,
         metrics=metrics,
         route_paths=lambda: [getattr(route, "path", "") for route in app.routes],
+        lean_routes=lambda: lean_routes(app),
     )
     return app

@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,9 +59,14 @@ class RequestContextMiddleware:
         app: ASGIApp,
         metrics: Metrics,
         route_paths: Callable[[], Iterable[str]] = tuple,
+        lean_routes: Callable[[], Mapping[tuple[str, str], ASGIApp]] = dict,
     ) -> None:
         self.app = app
         self.metrics = metrics
+        # (method, path) -> a handler beneath FastAPI's router (service/app/lean.py); read once
+        # the app is complete, like the route paths.
+        self._lean_routes = lean_routes
+        self._lean: Mapping[tuple[str, str], ASGIApp] | None = None
         # Paths of routes that do not mark the scope (FastAPI's /docs, /openapi.json): counted
         # under their own label, not "unmatched". Read once the app is complete.
         self._route_paths = route_paths
@@ -88,9 +93,12 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        if self._lean is None:
+            self._lean = self._lean_routes()
+        handler = self._lean.get((method, scope.get("path", "")), self.app)
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            await handler(scope, receive, send_with_id)
         except Exception as exc:
             # The server keeps serving: log the traceback with the id, answer a generic 500.
             error_logger.error(

@@ -96,6 +96,10 @@ async def require_api_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """401 unless the request carries the configured bearer key."""
+    check_api_key(settings, credentials)
+
+
+def check_api_key(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
     key = settings.api_key
     if key is None:
         return
@@ -136,6 +140,24 @@ def public_paths(settings: Settings) -> frozenset[str]:
     return (PUBLIC_PATHS | {"/metrics"}) if settings.metrics_public else PUBLIC_PATHS
 
 
+async def score(request: Request, runtime: Runtime[Any, Any], settings: Settings) -> Response:
+    """POST /predict's work, for the FastAPI route and for its lean path (service/app/lean.py)."""
+    runtime.serving_model()
+    check_content_type(request)
+    body = await read_body(
+        request,
+        settings.max_body_bytes,
+        min(settings.body_timeout_s, time_left(request, settings.request_timeout_s)),
+    )
+    payload = validate(runtime.request_model, parse_json(body))
+    reject_nul(payload.items, single=payload.texts is None)
+    result, batch_size = await runtime.predict(
+        payload, time_left(request, settings.request_timeout_s), alone=lone_client(request.scope)
+    )
+    request.state.batch_size = batch_size
+    return json_response(result)
+
+
 def build_router(settings: Settings, request_model: type[PredictRequest]) -> APIRouter:
     # A route is guarded unless it is added to `public`, which takes only PUBLIC_PATHS: a new
     # route cannot ship open by forgetting to opt in.
@@ -153,20 +175,7 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
     )
     async def predict(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:
         """Score one review (`text`) or several (`texts`); answers come in input order."""
-        runtime.serving_model()
-        check_content_type(request)
-        body = await read_body(
-            request,
-            settings.max_body_bytes,
-            min(settings.body_timeout_s, time_left(request, settings.request_timeout_s)),
-        )
-        payload = validate(request_model, parse_json(body))
-        reject_nul(payload.items, single=payload.texts is None)
-        result, batch_size = await runtime.predict(
-            payload, time_left(request, settings.request_timeout_s), alone=lone_client(request.scope)
-        )
-        request.state.batch_size = batch_size
-        return json_response(result)
+        return await score(request, runtime, settings)
 
     @public.get(
         "/health",
