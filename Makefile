@@ -6,7 +6,7 @@ PORT   ?= 8000
 DATA   ?= ../shared/data/aclImdb_train.tar.gz
 SST2   ?= ../shared/data/sst2
 
-.PHONY: serve test lint typecheck unit docker-test bench bench-rounds bench-smoke fuzz soak train compare clean
+.PHONY: serve test lint typecheck unit docker-test wrk bench bench-rounds bench-smoke fuzz soak train compare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -43,10 +43,18 @@ $(VENV)/.bench: pyproject.toml $(VENV)/.dev
 	$(BIN)/pip install --quiet -e '.[dev,train,bench]'
 	touch $@
 
-bench: $(VENV)/.bench ## offline ceiling, served load, peers, batching policy, start-up (minutes)
+# wrk (Debian's package) drives every latency and throughput figure: found, or installed where
+# apt-get can; else make says how to get it and stops.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing Debian's wrk package" >&2; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || true; }
+	@command -v wrk >/dev/null 2>&1 || { echo "wrk is missing and could not be installed: apt-get install wrk" >&2; exit 1; }
+	@echo "load generator: $$(command -v wrk)"
+
+bench: $(VENV)/.bench wrk ## offline ceiling, served load, peers, batching policy, start-up (minutes)
 	$(BIN)/python -m bench.run --data $(DATA)
 
-bench-rounds: $(VENV)/.bench ## the service vs its peers in interleaved rounds (ratios on a busy machine)
+bench-rounds: $(VENV)/.bench wrk ## the service vs its peers in interleaved rounds (ratios on a busy machine)
 	$(BIN)/python -m bench.rounds --data $(DATA) --rounds $${ROUNDS:-3}
 
 bench-smoke: $(VENV)/.dev

@@ -1,15 +1,18 @@
 """Peers in the same run: the same `Predictor`, the same reviews, the same load generator.
 
 * `litserve`: LitServe (optional bench dependency: `pip install '.[bench]'`) with dynamic
-  batching at this service's batch size and wait (16 reviews, 5 ms), one inference worker;
+  batching at this service's batch size and wait (16 reviews, 5 ms), `workers_per_device`
+  inference workers;
 * `fastapi`: a plain FastAPI app, one model call per request (a sync route, FastAPI's
-  thread pool), the smallest thing one would write;
+  thread pool), the smallest thing one would write, under `uvicorn --workers`;
 * `floor`: no model and no framework: a bare ASGI app under uvicorn (httptools, uvloop), one
   worker per CPU, that reads the body and returns a fixed answer. What any Python HTTP server
   on this machine can do at most: the ceiling the service's per-request work sits under.
 
-`python -m bench.peers KIND --port P [--model-dir DIR]` runs one of them; `measure_peers` drives
-them like the service (bench.sections.measure_level) and returns their rows by peer.
+Each is given the whole machine: LitServe and the plain app run at one worker and at one per
+CPU (`peer_systems`: "litserve/2", "litserve/1", …), and the better is what the service is
+held against. `python -m bench.peers KIND --port P [--workers N] [--model-dir DIR]` runs one;
+`measure_peers` drives them like the service (bench.sections.measure_level).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,10 @@ from bench.server import HOST, Server
 logger = logging.getLogger(__name__)
 
 PEERS = ("litserve", "fastapi", "floor")
+# The worker counts each peer runs at: one per CPU, and one (LitServe's default). The floor
+# always runs one per CPU: it is a ceiling, not a peer.
+SCALABLE = ("litserve", "fastapi")
+MODEL_DIR_ENV = "PEER_MODEL_DIR"
 FLOOR_ANSWER = b'{"label":"positive","confidence":0.9,"probabilities":{"negative":0.1,"positive":0.9}}'
 LITSERVE_BATCH = 16  # the service's MAX_BATCH_SIZE and MAX_WAIT_MS defaults, for a like-for-like
 LITSERVE_WAIT_S = 0.005
@@ -46,24 +54,64 @@ def available(kind: str) -> str | None:
     return None
 
 
-def serve_litserve(port: int, model_dir: Path | None) -> None:
+def cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def peer_systems() -> list[str]:
+    """Every peer setting a run measures: "litserve/2", "litserve/1", "fastapi/2", …, "floor"."""
+    counts = sorted({cpus(), 1}, reverse=True)
+    return [f"{kind}/{n}" for kind in SCALABLE for n in counts] + ["floor"]
+
+
+def describe_peer(system: str) -> dict[str, Any]:
+    kind, _, workers = system.partition("/")
+    settings: dict[str, Any] = {"workers": int(workers) if workers else cpus()}
+    if kind == "litserve":
+        import litserve
+
+        settings.update(version=litserve.__version__, max_batch_size=LITSERVE_BATCH,
+                        batch_timeout_s=LITSERVE_WAIT_S, setting="workers_per_device")
+    elif kind == "fastapi":
+        settings.update(setting="uvicorn --workers", route="sync def, one model call per request")
+    return {"kind": kind, **settings}
+
+
+def serve_litserve(port: int, model_dir: Path | None, workers: int) -> None:
     import litserve as ls
 
     from bench.peer_litserve import SentimentAPI
 
     api = SentimentAPI(model_dir, max_batch_size=LITSERVE_BATCH, batch_timeout=LITSERVE_WAIT_S)
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=workers)
     server.run(host=HOST, port=port, log_level="warning", generate_client_file=False)
 
 
-def serve_fastapi(port: int, model_dir: Path | None) -> None:
+def serve_fastapi(port: int, model_dir: Path | None, workers: int) -> None:
     import uvicorn
+
+    if model_dir is not None:
+        os.environ[MODEL_DIR_ENV] = str(model_dir)  # for each worker's plain_app()
+    uvicorn.run(
+        "bench.peers:plain_app",
+        factory=True,
+        host=HOST,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def plain_app() -> Any:
+    """The plain FastAPI app (a factory: each uvicorn worker builds its own)."""
     from fastapi import FastAPI
 
     from bench.standin import load_predictor
     from model.predictor import prediction_row
 
-    predictor = load_predictor(model_dir)
+    directory = os.environ.get(MODEL_DIR_ENV)
+    predictor = load_predictor(Path(directory) if directory else None)
     app = FastAPI()
 
     @app.post("/predict")
@@ -75,7 +123,7 @@ def serve_fastapi(port: int, model_dir: Path | None) -> None:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+    return app
 
 
 async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -91,16 +139,14 @@ async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": FLOOR_ANSWER})
 
 
-def serve_floor(port: int, model_dir: Path | None) -> None:
-    import os
-
+def serve_floor(port: int, model_dir: Path | None, workers: int) -> None:
     import uvicorn
 
     uvicorn.run(
         "bench.peers:floor_app",
         host=HOST,
         port=port,
-        workers=len(os.sched_getaffinity(0)),
+        workers=workers,
         http="httptools",
         loop="uvloop",
         lifespan="off",
@@ -118,32 +164,53 @@ def measure_peers(
     warmup: float,
     log_path: Path,
 ) -> dict[str, Any]:
-    """{peer: {"levels": [rows]} or {"skipped": why}} for each peer, one after the other."""
+    """{system: {"levels": [rows], "settings": …} or {"skipped": why}} for every peer setting
+    (`peer_systems`), one after the other; and under each peer's own name ("litserve",
+    "fastapi", "floor") its better setting, the one the service is held against."""
     from bench.sections import measure_level
 
     out: dict[str, Any] = {}
-    for kind in PEERS:
+    for system in peer_systems():
+        kind = system.split("/")[0]
         why = available(kind)
         if why:
-            logger.warning("peer %s skipped: %s", kind, why)
-            out[kind] = {"skipped": why}
+            logger.warning("peer %s skipped: %s", system, why)
+            out[system] = {"skipped": why}
             continue
         try:
-            with Server(model_dir, {}, log_path, peer=kind) as server:
+            with Server(model_dir, {}, log_path, peer=system) as server:
                 assert server.startup is not None
                 rows = [
                     measure_level(server, generator, bodies, c, seconds, warmup) for c in levels
                 ]
-                out[kind] = {"ready_s": server.startup.ready_s, "levels": rows}
+                out[system] = {"ready_s": server.startup.ready_s, "levels": rows,
+                               "settings": describe_peer(system)}
         except (RuntimeError, OSError) as exc:
-            logger.error("peer %s failed: %s", kind, exc)
-            out[kind] = {"skipped": f"failed: {exc}"[:300]}
-    if "litserve" in out and "levels" in out["litserve"]:
-        import litserve
-
-        out["litserve"]["version"] = litserve.__version__
-        out["litserve"]["settings"] = {"max_batch_size": LITSERVE_BATCH, "batch_timeout_s": LITSERVE_WAIT_S}
+            logger.error("peer %s failed: %s", system, exc)
+            out[system] = {"skipped": f"failed: {exc}"[:300]}
+    for kind in PEERS:
+        out[kind] = better_setting(out, kind)
     return out
+
+
+def better_setting(out: dict[str, Any], kind: str) -> dict[str, Any]:
+    """LitServe's and the floor's best c=64 throughput; the plain app's best c=1 p50."""
+    measured = [s for s in out if s.split("/")[0] == kind and "levels" in out[s]]
+    if not measured:
+        skipped = [out[s] for s in out if s.split("/")[0] == kind]
+        return skipped[0] if skipped else {"skipped": "not measured"}
+
+    def level(system: str, concurrency: int) -> dict[str, Any] | None:
+        return next((r for r in out[system]["levels"] if r["concurrency"] == concurrency), None)
+
+    def score(system: str) -> float:
+        if kind == "fastapi" and (row := level(system, 1)) is not None:
+            return -float(row["latency_ms"]["p50"])
+        row = level(system, 64) or out[system]["levels"][-1]
+        return float(row["throughput_rps"])
+
+    best = max(measured, key=score)
+    return {**out[best], "setting": best}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,13 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("kind", choices=PEERS)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--model-dir", type=Path)
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU)")
     args = p.parse_args(argv)
     why = available(args.kind)
     if why:
         logger.error("%s", why)
         return 2
     serve = {"litserve": serve_litserve, "fastapi": serve_fastapi, "floor": serve_floor}
-    serve[args.kind](args.port, args.model_dir)
+    serve[args.kind](args.port, args.model_dir, args.workers or cpus())
     return 0
 
 

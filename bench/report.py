@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
+
+from bench.server import REPO
 
 logger = logging.getLogger(__name__)
 
@@ -198,11 +204,20 @@ def _side_by_side_lines(results: dict[str, Any]) -> list[str]:
         "fastapi": "plain FastAPI, one model call per request",
         "floor": "HTTP floor: bare ASGI app, no model, one uvicorn worker per CPU",
     }
-    for kind, peer in results.get("peers", {}).items():
+    peers = results.get("peers", {})
+    for system, peer in peers.items():
+        kind = system.split("/")[0]
+        if "/" not in system and kind != "floor":
+            continue  # the better setting, already a row of its own
+        settings = peer.get("settings", {})
         label = names.get(kind, kind)
-        if "version" in peer:
-            label += f" {peer['version']} (batch {peer['settings']['max_batch_size']}, "
-            label += f"{1e3 * peer['settings']['batch_timeout_s']:g} ms)"
+        if kind == "litserve" and "version" in settings:
+            label += f" {settings['version']} (batch {settings['max_batch_size']}, "
+            label += f"{1e3 * settings['batch_timeout_s']:g} ms, workers_per_device={settings['workers']})"
+        elif kind == "fastapi" and settings:
+            label += f" (uvicorn --workers {settings['workers']})"
+        if peers.get(kind, {}).get("setting") == system:
+            label = f"{label}, the better setting"
         skipped = [peer.get("skipped"), "", "", ""]
         rows.append([label, *(cells(peer["levels"]) if "levels" in peer else skipped)])
     header = [
@@ -433,3 +448,34 @@ def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
         if path is not None:
             made.append(path)
     return made
+
+
+def machine() -> dict[str, Any]:
+    """The machine, the code and how busy it was when a run started (for every result file)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    load1 = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    busy = load1 > 0.5 * cores
+    return {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "cpu": cpu,
+        "cores": cores,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": commit or None,
+        "load_average_start": round(load1, 2),
+        "warnings": [f"machine busy at start (load average {load1:.1f} on {cores} cores): figures "
+                     "are noisy"] if busy else [],
+    }

@@ -1,10 +1,12 @@
-"""python -m bench.rounds: the service and its peers in interleaved rounds, for ratios that hold
-on a busy machine.
+"""python -m bench.rounds: the service, its peers and the offline ceiling in interleaved rounds,
+for ratios that hold on a busy machine.
 
 One `make bench` measures each system once, minutes apart; when other work comes and goes on
-the machine, the systems see different loads. Here every round starts each system in turn (the
-order rotates), measures c=1 and c=64 with the same reviews and generator, and the ratios are
-taken within a round; the medians over rounds are reported.
+the machine, the systems see different loads. Here every round measures the offline ceiling
+(the model alone, one process per core) and starts each system in turn (the order rotates),
+measures c=1 and c=64 with the same reviews and wrk, and the ratios are taken within a round;
+the medians over rounds are reported. Each peer runs at every setting in `PEER_SETTINGS` (one
+worker, and one per CPU); a ratio is against its better setting in that round.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -19,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import ratio
-from bench.load import available_generators
-from bench.peers import PEERS, available
+from bench.load import figures_generator
+from bench.peers import available, describe_peer, peer_systems
+from bench.report import machine
 from bench.reviews import DEFAULT_DATA, load_reviews, write_bodies
 from bench.sections import measure_level
 from bench.server import REPO, Server
@@ -28,6 +32,9 @@ from bench.server import REPO, Server
 logger = logging.getLogger("bench.rounds")
 
 SERVICE = "service"
+
+
+CEILING = "offline ceiling"
 
 
 def measure(
@@ -47,19 +54,43 @@ def _summary(row: dict[str, Any]) -> dict[str, float]:
         "p50_ms": float(row["latency_ms"]["p50"]),
         "p99_ms": float(row["latency_ms"]["p99"]),
         "errors": float(row["errors"]),
+        "server_cpu_ms_per_request": float(row["server_cpu_ms_per_request"]),
+        "pss_mb": float(row["server_peak_rss_mb"]),  # all of the server's processes (PSS)
     }
 
 
-def ratios(round_: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Within one round: the service against LitServe (c=64) and plain FastAPI (c=1)."""
+def offline_ceiling(model_dir: Path, texts: list[str]) -> float:
+    """Reviews/s of the model alone, one single-threaded process per core (bench/offline.py)."""
+    from bench.offline import ceiling_processes
+    from model.predictor import Predictor
+
+    cores = len(os.sched_getaffinity(0))
+    result = ceiling_processes(Predictor.load(model_dir), texts, cores)
+    return float(result["reviews_per_s"]) if result else float("nan")
+
+
+def best_setting(round_: dict[str, Any], peer: str, level: str, key: str, lowest: bool) -> str | None:
+    """The round's best setting of `peer` (e.g. "litserve/2") by `key` at `level`."""
+    settings = [s for s in round_ if s.split("/")[0] == peer and s != SERVICE]
+    if not settings:
+        return None
+    pick = min if lowest else max
+    return pick(settings, key=lambda s: float(round_[s][level][key]))
+
+
+def ratios(round_: dict[str, Any]) -> dict[str, float]:
+    """Within one round: the service against the ceiling and the better setting of each peer
+    (LitServe at c=64 by throughput, with its p99; plain FastAPI at c=1 by p50)."""
     ours = round_[SERVICE]
-    out = {}
-    if "litserve" in round_:
-        lit = round_["litserve"]["c64"]
-        out["throughput_c64_vs_litserve"] = ratio(ours["c64"]["throughput_rps"], lit["throughput_rps"])
-        out["p99_c64_vs_litserve"] = ratio(ours["c64"]["p99_ms"], lit["p99_ms"])
-    if "fastapi" in round_:
-        out["p50_c1_vs_fastapi"] = ratio(ours["c1"]["p50_ms"], round_["fastapi"]["c1"]["p50_ms"])
+    out = {"throughput_c64_vs_ceiling": ratio(ours["c64"]["throughput_rps"], round_[CEILING])}
+    lit = best_setting(round_, "litserve", "c64", "throughput_rps", lowest=False)
+    if lit:
+        best = round_[lit]["c64"]
+        out["throughput_c64_vs_litserve"] = ratio(ours["c64"]["throughput_rps"], best["throughput_rps"])
+        out["p99_c64_vs_litserve"] = ratio(ours["c64"]["p99_ms"], best["p99_ms"])
+    plain = best_setting(round_, "fastapi", "c1", "p50_ms", lowest=True)
+    if plain:
+        out["p50_c1_vs_fastapi"] = ratio(ours["c1"]["p50_ms"], round_[plain]["c1"]["p50_ms"])
     if "floor" in round_:
         floor = round_["floor"]["c64"]["throughput_rps"]
         out["throughput_c64_vs_http_floor"] = ratio(ours["c64"]["throughput_rps"], floor)
@@ -78,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "rounds.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    systems = [SERVICE] + [kind for kind in PEERS if available(kind) is None]
-    generator = "wrk" if "wrk" in available_generators() else available_generators()[0]
+    systems = [SERVICE] + [s for s in peer_systems() if available(s.split("/")[0]) is None]
+    generator = figures_generator()
     reviews = load_reviews(args.data, args.reviews)
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:
@@ -88,17 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.rounds):
             shift = index % len(systems)
             order = systems[shift:] + systems[:shift]
-            round_: dict[str, Any] = {
-                s: measure(s, args.model_dir, bodies, generator, args.duration, log) for s in order
-            }
+            round_: dict[str, Any] = {CEILING: offline_ceiling(args.model_dir, reviews.texts)}
+            for system in order:
+                round_[system] = measure(system, args.model_dir, bodies, generator, args.duration, log)
             round_["ratios"] = ratios(round_)
             logger.info("round %d: %s", index + 1, json.dumps(round_["ratios"]))
             rounds.append(round_)
     keys = sorted({k for r in rounds for k in r["ratios"]})
     medians = {k: round(statistics.median(r["ratios"][k] for r in rounds), 3) for k in keys}
     result = {
+        "machine": machine(),
         "data": reviews.describe(),
         "generator": generator,
+        "peer_settings": {s: describe_peer(s) for s in systems if s != SERVICE},
         "duration_s": args.duration,
         "rounds": rounds,
         "median_ratios": medians,

@@ -12,9 +12,7 @@ import argparse
 import logging
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from typing import Any
 from bench import analysis, image, report, sections
 from bench.load import figures_generator
 from bench.peers import measure_peers
+from bench.report import machine
 from bench.reviews import DEFAULT_DATA, load_reviews, typical, with_sentences, write_bodies
 from bench.sections import Policy, Timing
 from bench.server import REPO, Server, service_available, service_default
@@ -103,39 +102,9 @@ def configure(args: argparse.Namespace) -> tuple[Timing, list[int], list[Policy]
 
 
 def machine_meta(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    commit = (
-        subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        or None
-    )
-    load1 = os.getloadavg()[0]
-    cores = os.cpu_count() or 1
-    warnings = (
-        [f"machine busy at start (load average {load1:.1f} on {cores} cores): figures are noisy"]
-        if load1 > 0.5 * cores
-        else []
-    )
     return {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "cpu": cpu,
-        "cores": cores,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "commit": commit,
+        **machine(),
         "mode": "smoke" if args.smoke else "full",
-        "load_average_start": round(load1, 2),
-        "warnings": warnings,
         "argv": sys.argv[1:],
     }
 

@@ -75,7 +75,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     startup: Startup | None = None
     repo: Path = REPO  # the checkout whose `service` runs (bench.ab compares two)
-    peer: str | None = None  # bench/peers.py's KIND instead of the service
+    peer: str | None = None  # a setting of bench/peers.py (e.g. "litserve/2") instead of the service
 
     @property
     def url(self) -> str:
@@ -106,8 +106,9 @@ class Server:
         start = time.perf_counter()
         command = [sys.executable, "-m", "service"]
         if self.peer is not None:
-            command = [sys.executable, "-m", "bench.peers", self.peer, "--port", str(self.port)]
-            command += ["--model-dir", str(self.model_dir)]
+            kind, _, workers = self.peer.partition("/")  # e.g. "litserve/2": 2 workers
+            command = [sys.executable, "-m", "bench.peers", kind, "--port", str(self.port)]
+            command += ["--model-dir", str(self.model_dir), "--workers", workers or "0"]
         self.proc = subprocess.Popen(command, cwd=self.repo, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.startup = self._wait_ready(start)
         logger.info(

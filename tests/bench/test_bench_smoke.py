@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import analysis, profile, rounds, scrape
+from bench import analysis, peers, profile, rounds, scrape
 from bench.server import service_available
 from tests.conftest import build_checkpoint
 
@@ -83,13 +83,13 @@ def test_peer_targets_compare_with_litserve_and_plain_fastapi() -> None:
         return {"concurrency": c, "throughput_rps": rps, "latency_ms": {"p50": p50, "p99": p99}}
 
     peers = {
-        "litserve": {"levels": [row(1, 100, 10.0, 20.0), row(64, 500, 80.0, 100.0)]},
+        "litserve": {"levels": [row(1, 100, 10.0, 20.0), row(64, 400, 80.0, 100.0)]},
         "fastapi": {"levels": [row(1, 200, 5.0, 9.0)]},
     }
     found = {
         t["name"]: t for t in analysis.peer_targets(peers, row(1, 250, 4.0, 8.0), row(64, 900, 50.0, 120.0))
     }
-    assert found["served throughput at c=64 / LitServe's"]["value"] == 1.8
+    assert found["served throughput at c=64 / LitServe's"]["value"] == 2.25
     assert found["served throughput at c=64 / LitServe's"]["met"] is True
     assert found["p99 at c=64 / LitServe's"]["value"] == 1.2
     assert found["p99 at c=64 / LitServe's"]["met"] is False
@@ -99,20 +99,45 @@ def test_peer_targets_compare_with_litserve_and_plain_fastapi() -> None:
     assert skipped[0]["met"] is None and skipped[0]["detail"] == "not installed"
 
 
-def test_round_ratios_are_taken_within_the_round() -> None:
+def test_round_ratios_are_taken_within_the_round_against_each_peers_better_setting() -> None:
     def system(rps: float, p50: float, p99: float) -> dict[str, dict[str, float]]:
         level = {"throughput_rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": 0.0}
         return {"c1": level, "c64": level}
 
     found = rounds.ratios(
-        {"service": system(900, 4, 100), "litserve": system(450, 8, 200), "fastapi": system(100, 5, 9)}
+        {
+            rounds.CEILING: 1000.0,
+            "service": system(900, 4, 100),
+            "litserve/2": system(450, 8, 200),  # the better LitServe: its p99 is the one compared
+            "litserve/1": system(300, 8, 50),
+            "fastapi/2": system(100, 6, 9),
+            "fastapi/1": system(90, 5, 9),  # the better plain app at c=1
+        }
     )
     assert found == {
+        "throughput_c64_vs_ceiling": 0.9,
         "throughput_c64_vs_litserve": 2.0,
         "p99_c64_vs_litserve": 0.5,
         "p50_c1_vs_fastapi": 0.8,
     }
-    assert rounds.ratios({"service": system(1, 1, 1)}) == {}
+    assert rounds.ratios({rounds.CEILING: 1.0, "service": system(1, 1, 1)}) == {
+        "throughput_c64_vs_ceiling": 1.0
+    }
+
+
+def test_make_bench_holds_the_service_against_each_peers_better_setting() -> None:
+    def row(c: int, rps: float, p50: float) -> dict[str, object]:
+        return {"concurrency": c, "throughput_rps": rps, "latency_ms": {"p50": p50, "p99": p50}}
+
+    out = {
+        "litserve/2": {"levels": [row(1, 10, 9.0), row(64, 600, 90.0)]},
+        "litserve/1": {"levels": [row(1, 10, 7.0), row(64, 500, 80.0)]},
+        "fastapi/2": {"levels": [row(1, 10, 2.0), row(64, 300, 50.0)]},
+        "fastapi/1": {"levels": [row(1, 10, 1.5), row(64, 200, 60.0)]},
+    }
+    assert peers.better_setting(out, "litserve")["setting"] == "litserve/2"
+    assert peers.better_setting(out, "fastapi")["setting"] == "fastapi/1"
+    assert peers.better_setting({"floor": {"skipped": "x"}}, "floor") == {"skipped": "x"}
 
 
 def assert_level_accounted(row: dict[str, Any], shed_ok: set[str]) -> None:
