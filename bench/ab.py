@@ -17,7 +17,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.load import available_generators
+from bench.load import figures_generator
 from bench.reviews import load_reviews, write_bodies
 from bench.sections import measure_level
 from bench.server import REPO, Server
@@ -38,12 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    generator = available_generators()[0]
+    generator = figures_generator()
     reviews = load_reviews(args.data, args.reviews)
     sides = {"base": args.base.resolve(), "this": REPO}
     rps: dict[str, list[float]] = {name: [] for name in sides}
     errors: dict[str, int] = {name: 0 for name in sides}
     cpu_ms: dict[str, list[float]] = {name: [] for name in sides}
+    p99_ms: dict[str, list[float]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
         bodies = write_bodies(reviews.texts, Path(tmp) / "bodies.jsonl")
         for round_ in range(args.rounds):
@@ -56,12 +57,14 @@ def main(argv: list[str] | None = None) -> int:
                 rate = row["throughput_rps"]
                 rps[name].append(rate)
                 cpu_ms[name].append(row["server_cpu_ms_per_request"])
+                p99_ms[name].append(row["latency_ms"]["p99"])
                 errors[name] += row["errors"]
                 logger.info(
-                    "round %d %s: %.1f req/s, %.3f ms server CPU per request, %d errors",
+                    "round %d %s: %.1f req/s, p99 %.1f ms, %.3f ms server CPU per request, %d errors",
                     round_ + 1,
                     name,
                     rate,
+                    p99_ms[name][-1],
                     cpu_ms[name][-1],
                     row["errors"],
                 )
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         # CPU per request moves less with a busy machine than req/s does.
         "cpu_ms_per_request": cpu_ms,
         "median_cpu_ms_per_request": {name: statistics.median(v) for name, v in cpu_ms.items()},
+        "median_p99_ms": {name: statistics.median(v) for name, v in p99_ms.items()},
         "ratio_of_medians": statistics.median(rps["this"]) / statistics.median(rps["base"]),
         "ratio_per_round": ratios,
         "median_ratio_per_round": statistics.median(ratios),
