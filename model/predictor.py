@@ -90,14 +90,16 @@ class Predictor:
     def logits_ids(self, sequences: Sequence[list[int]]) -> torch.Tensor:
         """Raw logits (N, C) for id lists, in input order. PyTorch packs the batch, so one call
         costs its real tokens; the ONNX graph runs every row to the longest one, so a batch of
-        mixed lengths is scored in calls over similar lengths (`length_group_size`)."""
+        mixed lengths is scored in one call per group of similar lengths (`length_groups`)."""
         if self._onnx is None:
             return model_logits(self.model, sequences)
-        encoded = list(sequences)
-        size = length_group_size(len(encoded))
-        if size >= len(encoded):
-            return self._onnx_logits(encoded)
-        return in_length_batches(encoded, self._onnx_logits, size, len(self.labels))
+        groups = length_groups([len(ids) for ids in sequences])
+        if len(groups) == 1:
+            return self._onnx_logits(sequences)
+        out = torch.empty(len(sequences), len(self.labels))
+        for group in groups:
+            out[group] = self._onnx_logits([sequences[i] for i in group])
+        return out
 
     def _onnx_logits(self, sequences: Sequence[list[int]]) -> torch.Tensor:
         assert self._onnx is not None
@@ -138,15 +140,23 @@ def check_batch(vocab_size: int, max_tokens: int) -> list[list[int]]:
     return [rng.integers(low, vocab_size, size).tolist() for size in (1, 7, 40, max_tokens)]
 
 
-# Rows per ONNX call when a batch is split by length: an eighth of the batch, at least 4. Fewer,
-# longer calls pad more; more, shorter ones pay the per-call cost more often (docs/serving.md
-# has the measurement).
-MIN_LENGTH_GROUP = 4
-LENGTH_GROUPS = 8
+# A call's rows are padded to its longest: a row may join a call of rows up to 1.5 times its
+# length plus this many tokens (short ones waste little, and each call costs ~0.1 ms).
+GROUP_SLACK_TOKENS = 8
 
 
-def length_group_size(rows: int) -> int:
-    return max(MIN_LENGTH_GROUP, -(-rows // LENGTH_GROUPS))
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Indices of `lengths` in groups to score in separate calls, longest first: each row's
+    group is padded to at most 1.5 times its length (+ GROUP_SLACK_TOKENS)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    groups: list[list[int]] = []
+    longest = 0
+    for index in order:
+        if not groups or 2 * longest > 3 * lengths[index] + 2 * GROUP_SLACK_TOKENS:
+            groups.append([])
+            longest = lengths[index]
+        groups[-1].append(index)
+    return groups
 
 
 @torch.inference_mode()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.predictor import Predictor, length_group_size
+from model.predictor import Predictor, length_groups
 from tests.conftest import build_checkpoint
 
 
@@ -25,5 +25,11 @@ def test_a_mixed_length_batch_answers_as_each_review_alone(tmp_path: Path, rows:
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
 
 
-def test_groups_are_an_eighth_of_the_batch_and_never_tiny() -> None:
-    assert [length_group_size(n) for n in (1, 4, 8, 32, 33, 64, 128)] == [4, 4, 4, 4, 5, 8, 16]
+def test_a_call_pads_no_row_past_one_and_a_half_times_its_length() -> None:
+    lengths = [400, 30, 390, 12, 200, 5, 280, 8]
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:
+        longest = max(lengths[i] for i in group)
+        assert all(2 * longest <= 3 * lengths[i] + 16 for i in group), group
+    assert length_groups([100, 90, 80]) == [[0, 1, 2]]  # similar lengths: one call
