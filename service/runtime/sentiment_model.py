@@ -56,25 +56,6 @@ def configure_torch(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
-# A call's rows are padded to its longest: a row may join a call of rows up to 1.5 times its
-# length plus this many tokens (short ones waste little, and each call costs ~0.1 ms).
-GROUP_SLACK_TOKENS = 8
-
-
-def length_groups(lengths: list[int]) -> list[list[int]]:
-    """Indices of `lengths` in groups to score in separate calls, longest first: each row's
-    group is padded to at most 1.5 times its length (+ GROUP_SLACK_TOKENS)."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
-    groups: list[list[int]] = []
-    longest = 0
-    for index in order:
-        if not groups or 2 * longest > 3 * lengths[index] + 2 * GROUP_SLACK_TOKENS:
-            groups.append([])
-            longest = lengths[index]
-        groups[-1].append(index)
-    return groups
-
-
 class ReadIds(list[int]):
     """Token ids that also carry what the reader made of their text: a list still, so the
     batcher, the predictor and every caller of `decode` see the ids they always saw."""
@@ -116,18 +97,9 @@ class SentimentModel:
         return len(payload)
 
     def predict(self, batch: list[list[int]]) -> list[list[float]]:
-        """One model call per group of similar lengths (usually one): the recurrence runs to
-        the longest review of a call for every row, so a review's sentences scored beside it
-        would cost its length each."""
-        groups = length_groups([len(ids) for ids in batch])
-        if len(groups) == 1:
-            return self.predictor.predict_ids(batch).tolist()
-        out: list[list[float]] = [[] for _ in batch]
-        for group in groups:
-            for index, row in zip(group, self.predictor.predict_ids([batch[i] for i in group]).tolist(),
-                                  strict=True):
-                out[index] = row
-        return out
+        """Scored in calls over similar lengths (`model.predictor.length_groups`), so a
+        review's sentences scored beside it are not padded to its length."""
+        return self.predictor.predict_ids(batch).tolist()
 
     def encode(self, probabilities: list[float]) -> dict[str, Any]:
         return prediction_row(self.labels, probabilities)

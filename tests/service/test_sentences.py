@@ -14,11 +14,10 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from model.predictor import Predictor
+from model.predictor import Predictor, length_groups
 from model.sentences import split_sentences
 from service.app.factory import create_app
 from service.config import Settings
-from service.runtime.sentiment_model import length_groups
 from tests.service.conftest import assert_error, running
 from tests.service.test_served import ShoutingModel
 
