@@ -97,6 +97,50 @@ def ratios(round_: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The README's performance table: medians over rounds of each system, then the ratios."""
+    rounds = result["rounds"]
+    systems = [s for s in rounds[0] if s not in ("ratios", CEILING)]
+
+    def median(system: str, level: str, key: str) -> float:
+        return statistics.median(float(r[system][level][key]) for r in rounds)
+
+    ceiling = statistics.median(float(r[CEILING]) for r in rounds)
+    rows = [f"| offline ceiling (the model alone, {result['machine']['cores']} processes x 1 thread) "
+            f"| {ceiling:,.0f} reviews/s | | | |"]
+    for system in systems:
+        name = "**this service** (defaults)" if system == SERVICE else _peer_name(result, system)
+        rows.append(
+            f"| {name} | {median(system, 'c64', 'throughput_rps'):,.0f} "
+            f"| {median(system, 'c64', 'p99_ms'):.0f} ms | {median(system, 'c1', 'p50_ms'):.2f} ms "
+            f"| {median(system, 'c64', 'pss_mb'):.0f} MB |"
+        )
+    machine = result["machine"]
+    ratios = ", ".join(f"{k} {v}" for k, v in result["median_ratios"].items())
+    return "\n".join([
+        f"{machine['started'][:10]}, {machine['cpu']} ({machine['cores']} cores), commit "
+        f"{machine['commit']}; wrk (one thread) on the same machine, {result['data']['count']} "
+        f"real IMDB reviews, one per request; medians of {len(rounds)} interleaved rounds of "
+        f"{result['duration_s']:g} s per level.",
+        "",
+        "| system | req/s at c=64 | p99 at c=64 | p50 at c=1 | PSS, all processes, c=64 |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Ratios (medians of the per-round ratios): {ratios}.",
+    ])
+
+
+def _peer_name(result: dict[str, Any], system: str) -> str:
+    settings = result["peer_settings"][system]
+    if settings["kind"] == "litserve":
+        return (f"LitServe {settings['version']}, workers_per_device={settings['workers']}, "
+                f"batch {settings['max_batch_size']}, {1e3 * settings['batch_timeout_s']:g} ms")
+    if settings["kind"] == "fastapi":
+        return f"plain FastAPI (sync route), uvicorn --workers {settings['workers']}"
+    return f"HTTP floor (bare ASGI, no model), {settings['workers']} workers"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.rounds", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -107,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=6.0, help="seconds per level")
     p.add_argument("--reviews", type=int, default=2000)
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "rounds.json")
+    p.add_argument("--table", type=Path, help="print the markdown table of an earlier run's JSON")
     args = p.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     systems = [SERVICE] + [s for s in peer_systems() if available(s.split("/")[0]) is None]
     generator = figures_generator()
@@ -140,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2))
     for key, value in medians.items():
         print(f"{key}: {value} (median of {len(rounds)} rounds)")
+    print(markdown(result))
     return 0
 
 
