@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench.heldout import DEFAULT_DATA, Row, validation_rows
 from model.predictor import Predictor
-from model.sentences import MIXED_K, split_sentences
+from model.sentences import MIXED_K, mixed_threshold, split_sentences
 from model.text import tokenize
 
 # source -> (negative ratings, positive ratings): "clearly" one-sided
@@ -280,12 +280,6 @@ def band_thresholds(docs, scored, labels, max_fm: float, rule: str = "max") -> s
 ADAPTIVE_K = [0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25, 1.5]
 
 
-def adaptive_t(k: float, n_sentences: int, lo: float = 0.5, hi: float = 0.99) -> float:
-    """The threshold for a document of `n_sentences`: 1 - k/n, within [lo, hi]. More sentences,
-    more chances for one stray confident sentence: the bar rises (a Bonferroni-like rule)."""
-    return min(hi, max(lo, 1 - k / max(1, n_sentences)))
-
-
 def adaptive_table(docs, scored, labels) -> str:
     sources = [s for s in POLAR if any(d.source == s for d in docs)]
     head = "| k | " + " | ".join(f"{s} catch / FM pairs / FM singles" for s in sources) + \
@@ -293,14 +287,7 @@ def adaptive_table(docs, scored, labels) -> str:
         "---|" * (len(sources) + 3)
     lines = [head]
     for k in ADAPTIVE_K:
-        per = []
-        for src in sources:
-            out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-            for d, x in zip(docs, scored, strict=True):
-                if d.source == src:
-                    out[d.kind][0] += mixed_score(x, labels) >= adaptive_t(k, len(d.sentences))
-                    out[d.kind][1] += 1
-            per.append({kind: (v[0], v[1]) for kind, v in out.items()})
+        per = flagged_by_source(docs, scored, labels, sources, k)
         cells = [f"{pct(r.get('two-sided'))} / {pct(r.get('pair'))} / {pct(r.get('single'))}" for r in per]
         lines.append(f"| {k:g} | " + " | ".join(cells) +
                      f" | **{100 * macro(per, 'two-sided'):.1f}** | **{100 * macro(per, 'pair'):.1f}**"
@@ -354,7 +341,7 @@ def explain(predictor: Predictor, split, text: str, t: float, k: float) -> str:
                      f"{shown['neutral']:.3f} | {shown['positive']:.3f} |")
     whole = predictor.predict_texts([text])[0].tolist()
     score = mixed_score(scored, labels)
-    t_n = adaptive_t(k, len(spans))
+    t_n = mixed_threshold(len(spans), k)
     lines.append(f"\nWhole text: {labels[max(range(3), key=whole.__getitem__)]} "
                  f"({', '.join(f'{lab} {whole[i]:.3f}' for i, lab in enumerate(labels))}). "
                  f"Mixed score min(max P(pos), max P(neg)) = {score:.3f}: MIXED with fixed "
@@ -363,19 +350,25 @@ def explain(predictor: Predictor, split, text: str, t: float, k: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def flagged_by_source(docs, scored, labels, sources, k: float) -> list[dict[str, tuple[int, int]]]:
+    """Per source: {document kind: (flagged mixed at t(n) for this k, documents)}."""
+    per = []
+    for src in sources:
+        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for d, x in zip(docs, scored, strict=True):
+            if d.source == src:
+                out[d.kind][0] += mixed_score(x, labels) >= mixed_threshold(len(d.sentences), k)
+                out[d.kind][1] += 1
+        per.append({kind: (v[0], v[1]) for kind, v in out.items()})
+    return per
+
+
 def choose_k(docs, scored, labels, max_fm_pairs: float, max_fm_singles: float) -> float | None:
     """The largest k in ADAPTIVE_K whose macro false-mixed rates are within the limits."""
     sources = [s for s in POLAR if any(d.source == s for d in docs)]
     best = None
     for k in ADAPTIVE_K:
-        per = []
-        for src in sources:
-            out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-            for d, x in zip(docs, scored, strict=True):
-                if d.source == src:
-                    out[d.kind][0] += mixed_score(x, labels) >= adaptive_t(k, len(d.sentences))
-                    out[d.kind][1] += 1
-            per.append({kind: (v[0], v[1]) for kind, v in out.items()})
+        per = flagged_by_source(docs, scored, labels, sources, k)
         if macro(per, "pair") <= max_fm_pairs and macro(per, "single") <= max_fm_singles:
             best = k
     return best

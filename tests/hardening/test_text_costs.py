@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ import pytest
 from model.checkpoint import save_checkpoint
 from model.text import TextConfig, TextPipeline, tokenize, tokenize_kept
 from tests.conftest import build_checkpoint, synthetic_reviews
+from tests.cpu_cost import cpu_seconds
 from tests.hardening.test_overload import probe
 from tests.service.test_e2e import server
 
@@ -58,18 +58,6 @@ def read(pipeline: TextPipeline, text: str) -> list[int]:
     return pipeline.encode_tokens(tokenize_kept(text, pipeline.config))
 
 
-def seconds(fn: Callable[[], object], runs: int = 9) -> float:
-    """Median CPU seconds of this thread per call: unlike wall time, what other processes on a
-    busy machine take does not count (their share of the cores is not this code's cost)."""
-    fn()  # warm: lazily built lookups and caches are paid once per process, not per request
-    times = []
-    for _ in range(runs):
-        started = time.thread_time()
-        fn()
-        times.append(time.thread_time() - started)
-    return statistics.median(times)
-
-
 def peak_bytes(fn: Callable[[], object]) -> int:
     fn()
     tracemalloc.start()
@@ -88,9 +76,9 @@ def test_worst_shapes_cost_what_a_plain_text_of_their_size_costs(
     plain = (PLAIN * (MAX_CHARS // len(PLAIN) + 1))[:MAX_CHARS]
     # The plain text tokenized whole: what the pipeline pays when a text leaves it no cut
     # (serving reads only the kept ends of a plain review, which is cheaper still).
-    baseline_s = seconds(lambda: pipeline.encode_tokens(tokenize(plain)))
+    baseline_s = cpu_seconds(lambda: pipeline.encode_tokens(tokenize(plain)))
     baseline_bytes = peak_bytes(lambda: pipeline.encode_tokens(tokenize(plain)))
-    cost_s = seconds(lambda: read(pipeline, text))
+    cost_s = cpu_seconds(lambda: read(pipeline, text))
     cost_bytes = peak_bytes(lambda: read(pipeline, text))
     assert cost_s <= 10 * baseline_s + 0.002, (shape, cost_s, baseline_s)
     assert cost_bytes <= 4 * baseline_bytes + 2**20, (shape, cost_bytes, baseline_bytes)
@@ -98,8 +86,8 @@ def test_worst_shapes_cost_what_a_plain_text_of_their_size_costs(
 
 @pytest.mark.parametrize("shape", sorted(WORST))
 def test_worst_shapes_cost_grows_linearly(pipeline: TextPipeline, shape: str) -> None:
-    half = seconds(lambda: read(pipeline, WORST[shape](MAX_CHARS // 2)))
-    whole = seconds(lambda: read(pipeline, WORST[shape](MAX_CHARS)))
+    half = cpu_seconds(lambda: read(pipeline, WORST[shape](MAX_CHARS // 2)))
+    whole = cpu_seconds(lambda: read(pipeline, WORST[shape](MAX_CHARS)))
     # Doubling the size doubles a linear cost; a quadratic one quadruples. Fixed costs and noise
     # get the 0.5 ms.
     assert whole <= 3 * half + 0.0005, (shape, whole, half)

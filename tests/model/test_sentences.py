@@ -4,8 +4,6 @@ rule."""
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import pytest
@@ -21,6 +19,7 @@ from model.sentences import (
     safe_for_rust,
     split_sentences,
 )
+from tests.cpu_cost import cpu_seconds
 from tests.model.sentence_cases import CASES, HOLDOUT_CASES, Case, expected_spans
 
 # What the chosen splitter gets wrong, kept out of the exact-boundary test (docs/sentences.md):
@@ -127,16 +126,6 @@ WORST: dict[str, Callable[[int], str]] = {
     "tiny sentences": lambda n: ("a. " * n)[:n],
     "faces": lambda n: ("😍 " * n)[:n],
 }
-
-
-def cpu_seconds(fn: Callable[[], object], runs: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        started = time.thread_time()
-        fn()
-        times.append(time.thread_time() - started)
-    return statistics.median(times)
 
 
 @pytest.mark.parametrize("shape", sorted(WORST))
