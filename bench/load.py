@@ -69,10 +69,6 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def available_generators() -> list[str]:
-    return (["wrk"] if wrk_available() else []) + ["asyncio", "httpx"]
-
-
 WRK_MISSING = "wrk (the C load generator) is not installed: apt-get install wrk (make bench installs it)"
 
 

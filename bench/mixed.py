@@ -28,11 +28,12 @@ import json
 import random
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.heldout import DEFAULT_DATA, Row, validation_rows
+from model import sentences
 from model.predictor import Predictor
 from model.sentences import MIXED_K, mixed_threshold, split_sentences
 from model.text import tokenize
@@ -108,11 +109,11 @@ def build_docs(rows: list[Row], split, max_sentences: int, per_domain: int,
         side = polarity(row)
         if side is None:
             continue
-        n = len(split(row.text))
-        if n <= max_sentences:
+        spans = split(row.text)
+        if len(spans) <= max_sentences:
             pools[(row.source, row.domain, side)].append(row)
-        if n >= 2:
-            singles.append(Doc("single", row.source, row.domain, row.text))
+        if len(spans) >= 2:
+            singles.append(Doc("single", row.source, row.domain, row.text, spans))
     docs: list[Doc] = []
     for source, domain in sorted({(s, d) for s, d, _ in pools}):
         neg, pos = pools[(source, domain, "negative")], pools[(source, domain, "positive")]
@@ -124,7 +125,7 @@ def build_docs(rows: list[Row], split, max_sentences: int, per_domain: int,
                 docs.append(Doc("pair", source, domain, join(a.text, b.text)))
     docs += singles
     for doc in docs:
-        doc.sentences = split(doc.text)
+        doc.sentences = doc.sentences or split(doc.text)
         doc.fold = rng.randrange(2)
     return docs
 
@@ -148,13 +149,14 @@ def score_docs(predictor: Predictor, docs: list[Doc]) -> list[Scored]:
 
 
 def mixed_score(scored: Scored, labels: Sequence[str], min_tokens: int = 0) -> float:
-    """min(max P(positive), max P(negative)) over the sentences of >= min_tokens tokens: the
-    document is MIXED at threshold t exactly when this is >= t."""
+    """model.sentences.mixed_score over the sentences of >= min_tokens tokens (0 for fewer
+    than two: one sentence is one-sided, as model.sentences.is_mixed says): the document is
+    MIXED at threshold t exactly when this is >= t."""
     neg, pos = labels.index("negative"), labels.index("positive")
     kept = [p for p, n in zip(scored.probs, scored.tokens, strict=True) if n >= min_tokens]
-    if not kept:
+    if len(kept) < 2:
         return 0.0
-    return min(max(p[pos] for p in kept), max(p[neg] for p in kept))
+    return sentences.mixed_score([p[pos] for p in kept], [p[neg] for p in kept])
 
 
 def is_mixed(scored: Scored, labels: Sequence[str], t: float, min_tokens: int = 0) -> bool:
@@ -184,15 +186,49 @@ RULES = {"max": 0, "min4": 4, "min8": 8}
 # -- tables -----------------------------------------------------------------------------------------
 
 
-def rates(docs: list[Doc], scored: list[Scored], labels: Sequence[str], t: float, min_tokens: int,
-          keep=lambda d: True) -> dict[str, tuple[int, int]]:
-    """kind -> (documents called MIXED, documents) over the docs `keep` admits."""
+def rates(docs: list[Doc], scored: list[Scored], labels: Sequence[str], t: float | Callable[[Doc], float],
+          min_tokens: int = 0, keep=lambda d: True) -> dict[str, tuple[int, int]]:
+    """kind -> (documents called MIXED, documents) over the docs `keep` admits; `t` is the
+    threshold, or a function giving each document's (the adaptive rule)."""
+    threshold = t if callable(t) else (lambda d: t)
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for doc, s in zip(docs, scored, strict=True):
         if keep(doc):
-            out[doc.kind][0] += is_mixed(s, labels, t, min_tokens)
+            out[doc.kind][0] += is_mixed(s, labels, threshold(doc), min_tokens)
             out[doc.kind][1] += 1
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def present(docs: list[Doc]) -> list[str]:
+    """The sources that have documents, in POLAR order."""
+    return [s for s in POLAR if any(d.source == s for d in docs)]
+
+
+def by_source(docs, scored, labels, t, min_tokens: int = 0, keep=lambda d: True) -> list[dict]:
+    """`rates` for each source present."""
+    sources = present(docs)
+    return [rates(docs, scored, labels, t, min_tokens, lambda d, s=s: d.source == s and keep(d))
+            for s in sources]
+
+
+def adaptive(k: float) -> Callable[[Doc], float]:
+    """The shipped rule's threshold for each document: model.sentences.mixed_threshold."""
+    return lambda d: mixed_threshold(len(d.sentences), k)
+
+
+def rate_table(docs, first: str, rows: list[tuple[str, list[dict[str, tuple[int, int]]]]]) -> str:
+    """One row per rule setting: catch / FM pairs / FM singles per source, then macro averages."""
+    sources = present(docs)
+    head = f"| {first} | " + " | ".join(f"{s} catch / FM pairs / FM singles" for s in sources) + \
+        " | **macro catch** | **macro FM pairs** | **macro FM singles** |\n|---|" + \
+        "---|" * (len(sources) + 3)
+    lines = [head]
+    for value, per in rows:
+        cells = [f"{pct(r.get('two-sided'))} / {pct(r.get('pair'))} / {pct(r.get('single'))}" for r in per]
+        lines.append(f"| {value} | " + " | ".join(cells) +
+                     f" | **{100 * macro(per, 'two-sided'):.1f}** | **{100 * macro(per, 'pair'):.1f}**"
+                     f" | **{100 * macro(per, 'single'):.1f}** |")
+    return "\n".join(lines) + "\n"
 
 
 def pct(hit_n: tuple[int, int] | None) -> str:
@@ -210,23 +246,12 @@ def macro(per_source: list[dict[str, tuple[int, int]]], kind: str) -> float:
 
 
 def source_table(docs, scored, labels, rule: str) -> str:
-    min_tokens = RULES[rule]
-    sources = [s for s in POLAR if any(d.source == s for d in docs)]
-    head = "| t | " + " | ".join(f"{s} catch / FM pairs / FM singles" for s in sources) + \
-        " | **macro catch** | **macro FM pairs** | **macro FM singles** |\n|---|" + \
-        "---|" * (len(sources) + 3)
-    lines = [head]
-    for t in THRESHOLDS:
-        per = [rates(docs, scored, labels, t, min_tokens, lambda d, s=s: d.source == s) for s in sources]
-        cells = [f"{pct(r.get('two-sided'))} / {pct(r.get('pair'))} / {pct(r.get('single'))}" for r in per]
-        lines.append(f"| {t:g} | " + " | ".join(cells) +
-                     f" | **{100 * macro(per, 'two-sided'):.1f}** | **{100 * macro(per, 'pair'):.1f}**"
-                     f" | **{100 * macro(per, 'single'):.1f}** |")
-    return "\n".join(lines) + "\n"
+    rows = [(f"{t:g}", by_source(docs, scored, labels, t, RULES[rule])) for t in THRESHOLDS]
+    return rate_table(docs, "t", rows)
 
 
 def auc_table(docs, scored, labels) -> str:
-    sources = [s for s in POLAR if any(d.source == s for d in docs)]
+    sources = present(docs)
     lines = ["| rule | " + " | ".join(f"{s} (pairs / singles)" for s in sources) + " |",
              "|---|" + "---|" * len(sources)]
     for rule, min_tokens in RULES.items():
@@ -281,18 +306,8 @@ ADAPTIVE_K = [0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25, 1.5]
 
 
 def adaptive_table(docs, scored, labels) -> str:
-    sources = [s for s in POLAR if any(d.source == s for d in docs)]
-    head = "| k | " + " | ".join(f"{s} catch / FM pairs / FM singles" for s in sources) + \
-        " | **macro catch** | **macro FM pairs** | **macro FM singles** |\n|---|" + \
-        "---|" * (len(sources) + 3)
-    lines = [head]
-    for k in ADAPTIVE_K:
-        per = flagged_by_source(docs, scored, labels, sources, k)
-        cells = [f"{pct(r.get('two-sided'))} / {pct(r.get('pair'))} / {pct(r.get('single'))}" for r in per]
-        lines.append(f"| {k:g} | " + " | ".join(cells) +
-                     f" | **{100 * macro(per, 'two-sided'):.1f}** | **{100 * macro(per, 'pair'):.1f}**"
-                     f" | **{100 * macro(per, 'single'):.1f}** |")
-    return "\n".join(lines) + "\n"
+    rows = [(f"{k:g}", by_source(docs, scored, labels, adaptive(k))) for k in ADAPTIVE_K]
+    return rate_table(docs, "k", rows)
 
 
 def counts_table(docs: list[Doc]) -> str:
@@ -317,10 +332,8 @@ def choose(docs, scored, labels, rule: str, max_fm_pairs: float, max_fm_singles:
            keep=lambda d: True) -> tuple[float | None, float, float, float]:
     """The lowest t whose macro false-mixed rates are within the limits: (t, catch, fm pairs,
     fm singles), or None when no t is."""
-    sources = [s for s in POLAR if any(d.source == s for d in docs)]
     for t in THRESHOLDS:
-        per = [rates(docs, scored, labels, t, RULES[rule], lambda d, s=s: d.source == s and keep(d))
-               for s in sources]
+        per = by_source(docs, scored, labels, t, RULES[rule], keep)
         fm_p, fm_s, catch = macro(per, "pair"), macro(per, "single"), macro(per, "two-sided")
         if fm_p <= max_fm_pairs and fm_s <= max_fm_singles:
             return t, catch, fm_p, fm_s
@@ -350,25 +363,11 @@ def explain(predictor: Predictor, split, text: str, t: float, k: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def flagged_by_source(docs, scored, labels, sources, k: float) -> list[dict[str, tuple[int, int]]]:
-    """Per source: {document kind: (flagged mixed at t(n) for this k, documents)}."""
-    per = []
-    for src in sources:
-        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for d, x in zip(docs, scored, strict=True):
-            if d.source == src:
-                out[d.kind][0] += mixed_score(x, labels) >= mixed_threshold(len(d.sentences), k)
-                out[d.kind][1] += 1
-        per.append({kind: (v[0], v[1]) for kind, v in out.items()})
-    return per
-
-
 def choose_k(docs, scored, labels, max_fm_pairs: float, max_fm_singles: float) -> float | None:
     """The largest k in ADAPTIVE_K whose macro false-mixed rates are within the limits."""
-    sources = [s for s in POLAR if any(d.source == s for d in docs)]
     best = None
     for k in ADAPTIVE_K:
-        per = flagged_by_source(docs, scored, labels, sources, k)
+        per = by_source(docs, scored, labels, adaptive(k))
         if macro(per, "pair") <= max_fm_pairs and macro(per, "single") <= max_fm_singles:
             best = k
     return best
@@ -416,9 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             if t is None:
                 choice_lines.append(f"| {rule} | fold {fold} | none | | | | |")
                 continue
-            other = [rates(docs, scored, labels, t, RULES[rule],
-                           lambda d, s=s, f=fold: d.source == s and d.fold != f)
-                     for s in POLAR if any(d.source == s for d in docs)]
+            other = by_source(docs, scored, labels, t, RULES[rule], lambda d, f=fold: d.fold != f)
             choice_lines.append(
                 f"| {rule} | fold {fold} | {t} | {100 * c:.1f} | {100 * fp:.1f} | {100 * fs:.1f} | "
                 f"{100 * macro(other, 'two-sided'):.1f} / {100 * macro(other, 'pair'):.1f} / "

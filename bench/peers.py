@@ -22,6 +22,7 @@ import importlib.util
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,23 +194,36 @@ def measure_peers(
     return out
 
 
+# The setting of each peer the service is held against: the highest throughput at c=64, or (the
+# plain app, compared at c=1) the lowest p50.
+BETTER_BY = {"litserve": (64, "throughput"), "fastapi": (1, "p50"), "floor": (64, "throughput")}
+Figure = Callable[[str, int, str], float | None]  # (setting, concurrency, figure) -> its value
+
+
+def better_of(kind: str, settings: list[str], figure: Figure) -> str | None:
+    """The better of `kind`'s measured `settings` by BETTER_BY; None if none has the figure."""
+    concurrency, name = BETTER_BY[kind]
+    found = [(value, s) for s in settings if (value := figure(s, concurrency, name)) is not None]
+    if not found:
+        return None
+    return (max if name == "throughput" else min)(found)[1]
+
+
 def better_setting(out: dict[str, Any], kind: str) -> dict[str, Any]:
-    """LitServe's and the floor's best c=64 throughput; the plain app's best c=1 p50."""
+    """`kind`'s better setting among those `measure_peers` measured, or why there is none."""
     measured = [s for s in out if s.split("/")[0] == kind and "levels" in out[s]]
-    if not measured:
+
+    def figure(system: str, concurrency: int, name: str) -> float | None:
+        levels = out[system]["levels"]
+        row = next((r for r in levels if r["concurrency"] == concurrency), None)
+        if name == "p50":
+            return None if row is None else float(row["latency_ms"]["p50"])
+        return float((row or levels[-1])["throughput_rps"])  # a short run: its highest level
+
+    best = better_of(kind, measured, figure)
+    if best is None:
         skipped = [out[s] for s in out if s.split("/")[0] == kind]
         return skipped[0] if skipped else {"skipped": "not measured"}
-
-    def level(system: str, concurrency: int) -> dict[str, Any] | None:
-        return next((r for r in out[system]["levels"] if r["concurrency"] == concurrency), None)
-
-    def score(system: str) -> float:
-        if kind == "fastapi" and (row := level(system, 1)) is not None:
-            return -float(row["latency_ms"]["p50"])
-        row = level(system, 64) or out[system]["levels"][-1]
-        return float(row["throughput_rps"])
-
-    best = max(measured, key=score)
     return {**out[best], "setting": best}
 
 

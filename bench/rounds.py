@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -23,11 +22,13 @@ from typing import Any
 
 from bench.analysis import ratio
 from bench.load import figures_generator
-from bench.peers import available, describe_peer, peer_systems
+from bench.offline import ceiling_processes
+from bench.peers import available, better_of, cpus, describe_peer, peer_systems
 from bench.report import machine
 from bench.reviews import DEFAULT_DATA, load_reviews, write_bodies
 from bench.sections import measure_level
 from bench.server import REPO, Server
+from model.predictor import Predictor
 
 logger = logging.getLogger("bench.rounds")
 
@@ -59,23 +60,17 @@ def _summary(row: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def offline_ceiling(model_dir: Path, texts: list[str]) -> float:
+def offline_ceiling(predictor: Predictor, texts: list[str]) -> float:
     """Reviews/s of the model alone, one single-threaded process per core (bench/offline.py)."""
-    from bench.offline import ceiling_processes
-    from model.predictor import Predictor
-
-    cores = len(os.sched_getaffinity(0))
-    result = ceiling_processes(Predictor.load(model_dir), texts, cores)
+    result = ceiling_processes(predictor, texts, cpus())
     return float(result["reviews_per_s"]) if result else float("nan")
 
 
-def best_setting(round_: dict[str, Any], peer: str, level: str, key: str, lowest: bool) -> str | None:
-    """The round's best setting of `peer` (e.g. "litserve/2") by `key` at `level`."""
-    settings = [s for s in round_ if s.split("/")[0] == peer and s != SERVICE]
-    if not settings:
-        return None
-    pick = min if lowest else max
-    return pick(settings, key=lambda s: float(round_[s][level][key]))
+def best_setting(round_: dict[str, Any], peer: str) -> str | None:
+    """The round's better setting of `peer` (e.g. "litserve/2"), by bench.peers.BETTER_BY."""
+    keys = {"throughput": "throughput_rps", "p50": "p50_ms"}
+    settings = [s for s in round_ if s.split("/")[0] == peer]
+    return better_of(peer, settings, lambda s, c, name: float(round_[s][f"c{c}"][keys[name]]))
 
 
 def ratios(round_: dict[str, Any]) -> dict[str, float]:
@@ -83,12 +78,12 @@ def ratios(round_: dict[str, Any]) -> dict[str, float]:
     (LitServe at c=64 by throughput, with its p99; plain FastAPI at c=1 by p50)."""
     ours = round_[SERVICE]
     out = {"throughput_c64_vs_ceiling": ratio(ours["c64"]["throughput_rps"], round_[CEILING])}
-    lit = best_setting(round_, "litserve", "c64", "throughput_rps", lowest=False)
+    lit = best_setting(round_, "litserve")
     if lit:
         best = round_[lit]["c64"]
         out["throughput_c64_vs_litserve"] = ratio(ours["c64"]["throughput_rps"], best["throughput_rps"])
         out["p99_c64_vs_litserve"] = ratio(ours["c64"]["p99_ms"], best["p99_ms"])
-    plain = best_setting(round_, "fastapi", "c1", "p50_ms", lowest=True)
+    plain = best_setting(round_, "fastapi")
     if plain:
         out["p50_c1_vs_fastapi"] = ratio(ours["c1"]["p50_ms"], round_[plain]["c1"]["p50_ms"])
     if "floor" in round_:
@@ -106,7 +101,8 @@ def markdown(result: dict[str, Any]) -> str:
         return statistics.median(float(r[system][level][key]) for r in rounds)
 
     ceiling = statistics.median(float(r[CEILING]) for r in rounds)
-    rows = [f"| offline ceiling (the model alone, {result['machine']['cores']} processes x 1 thread) "
+    processes = result.get("ceiling_processes", cpus())
+    rows = [f"| offline ceiling (the model alone, {processes} processes x 1 thread) "
             f"| {ceiling:,.0f} reviews/s | | | |"]
     for system in systems:
         name = "**this service** (defaults)" if system == SERVICE else _peer_name(result, system)
@@ -160,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     systems = [SERVICE] + [s for s in peer_systems() if available(s.split("/")[0]) is None]
     generator = figures_generator()
     reviews = load_reviews(args.data, args.reviews)
+    predictor = Predictor.load(args.model_dir)  # for the offline ceiling of every round
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:
         bodies = write_bodies(reviews.texts, Path(tmp) / "bodies.jsonl")
@@ -167,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.rounds):
             shift = index % len(systems)
             order = systems[shift:] + systems[:shift]
-            round_: dict[str, Any] = {CEILING: offline_ceiling(args.model_dir, reviews.texts)}
+            round_: dict[str, Any] = {CEILING: offline_ceiling(predictor, reviews.texts)}
             for system in order:
                 round_[system] = measure(system, args.model_dir, bodies, generator, args.duration, log)
             round_["ratios"] = ratios(round_)
@@ -179,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "data": reviews.describe(),
         "generator": generator,
+        "ceiling_processes": cpus(),
         "peer_settings": {s: describe_peer(s) for s in systems if s != SERVICE},
         "duration_s": args.duration,
         "rounds": rounds,

@@ -227,18 +227,17 @@ def run_sections(args: argparse.Namespace, results: dict[str, Any], scratch: Pat
     if "offline" in wanted:
         results["offline"] = run_offline(model, reviews.texts, args.smoke)
     if not service_available():
-        why = "service/server/launch.py not found (the service is not in this checkout)"
+        why = "service/__main__.py not found (the service is not in this checkout)"
         for key in ("served", "explain", "sentences", "profile", "startup", "policy"):
             results[key] = {"skipped": why}
         return
+    typical_texts, twenty = typical(reviews.texts, 200), with_sentences(reviews.texts, 100)
     files = {
         "bodies": write_bodies(reviews.texts, scratch / "bodies.jsonl"),
-        "typical": write_bodies(typical(reviews.texts, 200), scratch / "typical.jsonl"),
-        "explain": write_bodies(typical(reviews.texts, 200), scratch / "explain.jsonl", explain=True),
-        "twenty": write_bodies(with_sentences(reviews.texts, 100), scratch / "twenty.jsonl"),
-        "twenty_sentences": write_bodies(
-            with_sentences(reviews.texts, 100), scratch / "twenty_sentences.jsonl", sentences=True
-        ),
+        "typical": write_bodies(typical_texts, scratch / "typical.jsonl"),
+        "explain": write_bodies(typical_texts, scratch / "explain.jsonl", explain=True),
+        "twenty": write_bodies(twenty, scratch / "twenty.jsonl"),
+        "twenty_sentences": write_bodies(twenty, scratch / "twenty_sentences.jsonl", sentences=True),
         "scratch": scratch,
     }
     log = args.out / "tmp" / "server.log"  # bench/results/tmp/ is git-ignored

@@ -24,8 +24,8 @@ from pathlib import Path
 from model.checkpoint import CheckpointError
 from model.data import DataError, read_texts
 from model.language import POLICIES, Policy, TextReader, present
-from model.predictor import Predictor, add_backend_argument, prediction_row
-from model.sentences import is_mixed, split_sentences
+from model.predictor import Predictor, add_backend_argument, prediction_row, sentence_summary
+from model.sentences import split_sentences
 
 logger = logging.getLogger("model.predict")
 
@@ -115,17 +115,9 @@ def add_sentences(predictor: Predictor, texts: list[str], predictions: list[dict
     spans = [split_sentences(text) for text in texts]
     pieces = [text[a:b] for text, text_spans in zip(texts, spans, strict=True) for a, b in text_spans]
     probs = iter(predictor.predict_texts(pieces, progress=progress).tolist())
-    labels = list(predictor.labels)
-    polar = "positive" in labels and "negative" in labels
     for prediction, text_spans in zip(predictions, spans, strict=True):
         rows = [next(probs) for _ in text_spans]
-        prediction["sentences"] = [
-            {"start": a, "end": b, **prediction_row(labels, p)}
-            for (a, b), p in zip(text_spans, rows, strict=True)
-        ]
-        prediction["mixed"] = is_mixed(
-            [p[labels.index("positive")] for p in rows], [p[labels.index("negative")] for p in rows]
-        ) if polar else None
+        prediction.update(sentence_summary(predictor.labels, text_spans, rows))
 
 
 def main(argv: list[str] | None = None) -> int:

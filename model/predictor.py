@@ -21,6 +21,7 @@ from tqdm import tqdm
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.onnx_graph import GraphError, OnnxScorer
 from model.rnn import SentimentRNN, pad_batch
+from model.sentences import is_mixed
 
 Backend = Literal["onnx", "torch"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
@@ -44,6 +45,22 @@ def prediction_row(labels: Sequence[str], probabilities: Sequence[float]) -> dic
         "confidence": probabilities[best],
         "probabilities": dict(zip(labels, probabilities, strict=True)),
     }
+
+
+def sentence_summary(
+    labels: Sequence[str], spans: Sequence[tuple[int, int]], rows: Sequence[Sequence[float]]
+) -> dict[str, Any]:
+    """A text's `sentences` (each span with its prediction row) and `mixed` (model/sentences.py's
+    rule; None for a model without both polar labels): what the service and model.predict add."""
+    sentences = [
+        {"start": start, "end": end, **prediction_row(labels, probabilities)}
+        for (start, end), probabilities in zip(spans, rows, strict=True)
+    ]
+    mixed = None
+    if "positive" in labels and "negative" in labels:
+        positive, negative = labels.index("positive"), labels.index("negative")
+        mixed = is_mixed([p[positive] for p in rows], [p[negative] for p in rows])
+    return {"sentences": sentences, "mixed": mixed}
 
 
 class Predictor:

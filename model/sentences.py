@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from model.text import EMOJI
+
 Span = tuple[int, int]
 
 # -- the library, behind a guard -------------------------------------------------------------
@@ -71,10 +73,8 @@ def library_spans(text: str) -> list[Span]:
 # (a look-behind refuses the middle of a run), so "!" x 20,000 costs one pass. Cuts are found
 # once on the whole text, then applied to the library's spans.
 
-_EMOJI = (
-    r"[\U0001F300-\U0001F5FF\U0001F600-\U0001F64F\U0001F680-\U0001F6FF\U0001F900-\U0001F9FF"
-    r"\U0001FA70-\U0001FAFF\u2600-\u27BF\u2B50\u2B55\u2764]"
-    r"[\U0001F3FB-\U0001F3FF\uFE0F]*+(?:\u200D[\U0001F300-\U0001FAFF\u2600-\u27BF]\uFE0F?)*+"
+_EMOJI = (  # the tokenizer's emoji, with skin tones, variation selectors and joined sequences
+    EMOJI + r"[\U0001F3FB-\U0001F3FF\uFE0F]*+(?:\u200D[\U0001F300-\U0001FAFF\u2600-\u27BF]\uFE0F?)*+"
 )
 # The tokenizer's western emoticons (model/text.py); not after ":" or a word character ("http://").
 _EMOTICON = r"(?:[:;=][-'^o]?[)\](}DdPpOo/\\|(\[{*]|<3+)"

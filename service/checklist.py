@@ -23,8 +23,9 @@ import httpx
 
 from model.checklist import ChecklistError, Probs, run_cli, suite_parser
 from service.client import SentimentClient, ServiceError
+from service.schemas import DEFAULT_MAX_BATCH
 
-HTTP_CHUNK = 64  # the service's default MAX_BATCH
+HTTP_CHUNK = DEFAULT_MAX_BATCH  # texts a request may hold by default
 
 
 class HttpScorer:

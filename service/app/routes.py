@@ -217,7 +217,7 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         """Metadata of the checkpoint being served."""
         return json_response(runtime.info())
 
-    @(public if "/metrics" in public_paths(settings) else guarded).get(
+    @(public if settings.metrics_public else guarded).get(
         "/metrics",
         response_class=Response,
         responses={

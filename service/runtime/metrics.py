@@ -173,8 +173,7 @@ class Metrics:
             namespace=namespace,
             registry=r,
         )
-        self._reading_children: dict[tuple[str, str], Any] = {}
-        self._sentence_children: dict[tuple[str, ...], Any] = {}
+        self._label_children: dict[tuple[Any, ...], Any] = {}
         # Sentence-level answers (`sentences: true`): what each sentence was called, and how
         # many reviews were mixed among those answered sentence by sentence.
         self.sentences = Counter(
@@ -260,10 +259,10 @@ class Metrics:
 
     def _child(self, metric: Counter, *labels: str) -> Any:
         """`metric.labels(*labels)`, looked up once per combination (the lookup is the slow part)."""
-        key = (metric._name, *labels)
-        child = self._sentence_children.get(key)
+        key = (id(metric), *labels)
+        child = self._label_children.get(key)
         if child is None:
-            child = self._sentence_children[key] = metric.labels(*labels)
+            child = self._label_children[key] = metric.labels(*labels)
         return child
 
     def observe_readings(self, readings: Sequence[Reading], policy: str) -> None:
@@ -271,12 +270,7 @@ class Metrics:
         for reading in readings:
             language = reading.language if reading.language in METRIC_LANGUAGES else "other"
             outcome = "scored" if reading.readable else OUTCOMES[policy]
-            child = self._reading_children.get((language, outcome))
-            if child is None:
-                child = self._reading_children[(language, outcome)] = self.texts_read.labels(
-                    language, outcome
-                )
-            child.inc()
+            self._child(self.texts_read, language, outcome).inc()
 
     # BatchObserver
     def observe_batch(self, size: int, queue_waits: Sequence[float]) -> None:

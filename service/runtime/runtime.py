@@ -88,15 +88,15 @@ class TooManySentences(Exception):
 
 def too_many_sentences(exc: TooManySentences, single: bool) -> ApiError:
     """The 422 of a request with more sentences than it may have."""
-    where = "text" if single else f"texts[{exc.index}]"
     limit = exc.limit
     message = f"more than {limit} sentences in this request; at most {limit} with sentences=true"
-    return ApiError(
-        422,
-        f"{where}: {message}",
-        type="validation_error",
-        details=[{"field": where, "message": message, "type": "too_many_sentences"}],
-    )
+    return validation_error([{"loc": item_loc(exc.index, single), "msg": message,
+                              "type": "too_many_sentences"}])
+
+
+def item_loc(index: int, single: bool) -> tuple[str | int, ...]:
+    """Where a request's `index`-th text is: `text` alone, or an item of `texts`."""
+    return ("text",) if single else ("texts", index)
 
 
 def check_readable(sizes: list[int], single: bool) -> None:
@@ -106,8 +106,8 @@ def check_readable(sizes: list[int], single: bool) -> None:
     positions = unreadable(sizes)
     if not positions:
         return
-    errors = [{"loc": ("text",) if single else ("texts", index), "msg": NO_TOKEN_MESSAGE,
-               "type": NO_TOKEN_TYPE} for index in positions]
+    errors = [{"loc": item_loc(index, single), "msg": NO_TOKEN_MESSAGE, "type": NO_TOKEN_TYPE}
+              for index in positions]
     raise validation_error(errors, total=len(errors))
 
 
@@ -427,13 +427,14 @@ class Runtime(Generic[P, Out]):
         in_time: Callable[[], None],
     ) -> Decoded[P]:
         """`_decode`'s work; `in_time` is called before each text (and raises when late)."""
+        # Split first: a request over its sentence limit is refused before any tokenizing.
+        spans = None if sentencer is None else self._split(sentencer, texts, in_time)
         payloads = []
         for text in texts:
             in_time()
             payloads.append(model.decode(text))
-        if sentencer is None:
+        if sentencer is None or spans is None:
             return Decoded(payloads)
-        spans = self._split(sentencer, texts, in_time)
         sentence_payloads = []
         for text, text_spans in zip(texts, spans, strict=True):
             in_time()
@@ -444,7 +445,7 @@ class Runtime(Generic[P, Out]):
         self, sentencer: SentenceScoring, texts: list[str], in_time: Callable[[], None]
     ) -> list[list[Span]]:
         """Each text's sentence spans, refused (422) as soon as they pass the request's limit:
-        before any sentence is tokenized, so a text of tiny sentences costs one linear split."""
+        before any text is tokenized, so a text of tiny sentences costs one linear split."""
         # Every sentence is one more item in the queue, which holds MAX_QUEUE: a request that
         # could never be queued is refused as too large, not told to retry (429).
         limit = min(self.settings.max_sentences, self.settings.max_queue - len(texts))
@@ -478,14 +479,9 @@ class Runtime(Generic[P, Out]):
             )
         for index, tokens in enumerate(sizes):
             if tokens > settings.max_explain_tokens:
-                field = "text" if single else f"texts[{index}]"
                 message = f"{tokens} tokens; at most {settings.max_explain_tokens} can be explained"
-                raise ApiError(
-                    422,
-                    f"{field}: {message}",
-                    type="validation_error",
-                    details=[{"field": field, "message": message, "type": "too_long_to_explain"}],
-                )
+                raise validation_error([{"loc": item_loc(index, single), "msg": message,
+                                         "type": "too_long_to_explain"}])
 
     def _submit(
         self, batcher: Batcher[T, R], payloads: list[T], deadline: float, inline_ok: bool = False

@@ -19,9 +19,9 @@ import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.language import Reading, TextReader
-from model.predictor import Backend, Predictor, prediction_row
+from model.predictor import Backend, Predictor, prediction_row, sentence_summary
 from model.rnn import parameter_summary
-from model.sentences import is_mixed, split_sentences
+from model.sentences import split_sentences
 from model.text import tokenize_kept
 from service.config import Settings
 from service.runtime.contract import Explain, ServedModel
@@ -115,18 +115,7 @@ class SentimentModel:
         return pipeline.encode_tokens(tokenize_kept(sentence, pipeline.config))
 
     def summarise(self, spans: list[tuple[int, int]], outputs: Sequence[list[float]]) -> dict[str, Any]:
-        sentences = [
-            {"start": start, "end": end, **self.encode(probabilities)}
-            for (start, end), probabilities in zip(spans, outputs, strict=True)
-        ]
-        return {"sentences": sentences, "mixed": self._mixed(outputs)}
-
-    def _mixed(self, outputs: Sequence[list[float]]) -> bool | None:
-        """model/sentences.py's rule; None for a model without both polar labels."""
-        if "positive" not in self.labels or "negative" not in self.labels:
-            return None
-        positive, negative = self.labels.index("positive"), self.labels.index("negative")
-        return is_mixed([p[positive] for p in outputs], [p[negative] for p in outputs])
+        return sentence_summary(self.labels, spans, outputs)
 
     @property
     def max_tokens(self) -> int:

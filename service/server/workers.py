@@ -71,10 +71,6 @@ class WorkerBoard:
     def set(self, index: int, status: str) -> None:
         self._memory[index] = STATUS_CODES[status]
 
-    def get(self, index: int) -> str:
-        code = self._memory[index]
-        return next(name for name, value in STATUS_CODES.items() if value == code)
-
     def ready(self) -> int:
         """How many workers report "ok" or are being replaced."""
         return sum(1 for code in self._memory[: self.size] if code in READY_CODES)
