@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib
 import logging
 from collections.abc import Callable, Sequence
@@ -143,7 +142,7 @@ class SentimentModel:
         explain_fn = load_explain_fn()
         if explain_fn is None:
             return None
-        return Explainer(self.checkpoint, explain_fn, max_tokens).explain
+        return Explainer(self.predictor, explain_fn, max_tokens).explain
 
     def metric_labels(self) -> dict[str, str]:
         config = self.checkpoint.model.config
@@ -168,11 +167,13 @@ def load_explain_fn() -> ExplainFn | None:
 
 
 class Explainer:
-    """Token attributions on a private copy of the model, so gradient work never touches (or
-    waits for) the model that serves plain predictions."""
+    """Token attributions from the served predictor itself: its network is only read (in eval
+    mode, gradients taken w.r.t. the inputs, so no parameter is written) and its ONNX sessions
+    are thread-safe, so the explain thread shares it with the inference thread instead of
+    holding a second copy of the weights, vocabulary and spelling index (~60 MB a worker)."""
 
-    def __init__(self, checkpoint: Checkpoint, explain_fn: ExplainFn, max_tokens: int) -> None:
-        self.predictor = Predictor(copy.deepcopy(checkpoint))
+    def __init__(self, predictor: Predictor, explain_fn: ExplainFn, max_tokens: int) -> None:
+        self.predictor = predictor
         self.explain_fn = explain_fn
         self.max_tokens = max_tokens
 
