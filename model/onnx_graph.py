@@ -12,6 +12,7 @@ padding never changes an answer. Training, gradients and explanations stay on Py
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from typing import Any
@@ -200,6 +201,13 @@ class OnnxScorer:
         process that may fork later (a child cannot tear down an inherited session's thread
         pool: it hangs), leaving the sessions that serve to be built where they serve."""
         return _run(new_session(self.model, 1), _array(self.model.embedding.weight), ids, lengths)
+
+    def digest(self) -> bytes:
+        """What a session of this model runs, the graph and the embedding it is fed, as one
+        sha256: equal digests score equally."""
+        digest = hashlib.sha256(build_graph(self.model).SerializeToString())
+        digest.update(_array(self.model.embedding.weight).data)  # its memory, not a copy
+        return digest.digest()
 
     def _current_session(self) -> tuple[Any, np.ndarray]:
         threads = torch.get_num_threads()

@@ -28,6 +28,10 @@ BACKENDS: tuple[Backend, ...] = get_args(Backend)
 # Largest gap allowed between the backends' probabilities on the check batch: they agree to
 # ~1e-6 (float32 sums in another order); a graph that misreads a weight is off by far more.
 AGREEMENT_TOLERANCE = 1e-4
+# Graphs (OnnxScorer.digest) found to agree with PyTorch in this process, or in the parent it
+# was forked from: a server checks once before forking, and its workers skip the check (and the
+# memory that its PyTorch pass and throwaway session leave behind in each of them).
+_AGREED: set[bytes] = set()
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +91,9 @@ class Predictor:
     def _check_backends_agree(self, onnx: OnnxScorer) -> None:
         """GraphError unless the ONNX graph scores a fixed batch as PyTorch does: a service then
         fails its start-up instead of serving answers its model would not give."""
+        digest = onnx.digest()
+        if digest in _AGREED:
+            return
         batch = check_batch(self.model.config.vocab_size, self.pipeline.config.max_tokens)
         on_onnx, on_torch = (
             torch.softmax(logits / self.temperature, dim=1)
@@ -100,6 +107,7 @@ class Predictor:
                 "model/onnx_graph.py does not build this network as model/rnn.py runs it. Score "
                 "with the torch backend (INFERENCE_BACKEND=torch) until it does"
             )
+        _AGREED.add(digest)
 
     def text_to_ids(self, text: str) -> list[int]:
         return self.pipeline.encode(text)

@@ -177,13 +177,20 @@ def load(settings: Settings) -> Checkpoint | None:
     except CheckpointError as exc:
         logger.critical("service: cannot load the checkpoint: %s", exc)
         return None
-    # Before forking, so every worker shares them: the spelling lookup and the ONNX libraries.
+    # Before forking, so every worker shares them: the spelling lookup and the ONNX libraries,
+    # and the check of the ONNX graph against PyTorch, which workers then find done.
     if checkpoint.pipeline.config.spelling:
         checkpoint.pipeline.vocab.prepare_spelling()
     if settings.inference_backend == "onnx":
-        from model.onnx_graph import preload
+        from model.onnx_graph import GraphError, preload
+        from model.predictor import Predictor
 
         preload()
+        try:
+            Predictor(checkpoint)
+        except GraphError as exc:
+            logger.critical("service: %s", exc)
+            return None
     return checkpoint
 
 

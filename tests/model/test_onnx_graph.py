@@ -147,6 +147,30 @@ def test_a_graph_that_answers_otherwise_than_pytorch_is_refused_at_load(
     Predictor(checkpoint, backend="torch")  # PyTorch alone needs no graph
 
 
+def test_a_graph_is_checked_once_until_its_weights_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server checks in the parent before forking; each worker's Predictor then finds it done.
+    from model import predictor as predictor_module
+
+    checks: list[int] = []
+
+    def counted(model: SentimentRNN, sequences: Any) -> torch.Tensor:
+        checks.append(len(sequences))
+        return model_logits(model, sequences)
+
+    monkeypatch.setattr(predictor_module, "model_logits", counted)
+    monkeypatch.setattr(predictor_module, "_AGREED", set())  # forget other tests' checks
+    checkpoint = build_checkpoint(tmp_path / "ckpt")
+    Predictor(checkpoint)
+    Predictor(checkpoint)
+    assert len(checks) == 1
+    with torch.no_grad():
+        checkpoint.model.embedding.weight[3] += 0.5  # an input of the graph, not in it
+    Predictor(checkpoint)
+    assert len(checks) == 2
+
+
 def test_the_check_at_load_leaves_no_session_behind(tmp_path: Path) -> None:
     # Processes fork after loading (the benchmark's scorers): a child hangs tearing down an
     # inherited session's thread pool, so the check scores on a one-thread session of its own.
