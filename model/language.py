@@ -120,11 +120,6 @@ def _cld2(text: str) -> Detected:
     return Detected(_RENAMED.get(code, code), english)
 
 
-def detect_language(text: str) -> str:
-    """The ISO 639-1 code of the language of the first READ_CHARS characters of `text`, or "und"."""
-    return detect(text).language
-
-
 class TextReader:
     """Reads texts with a checkpoint's own pipeline and says whether its model can read them."""
 

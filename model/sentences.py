@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from model.text import EMOJI
+from model.text import EMOJI, EMOTICON
 
 Span = tuple[int, int]
 
@@ -76,8 +76,6 @@ def library_spans(text: str) -> list[Span]:
 _EMOJI = (  # the tokenizer's emoji, with skin tones, variation selectors and joined sequences
     EMOJI + r"[\U0001F3FB-\U0001F3FF\uFE0F]*+(?:\u200D[\U0001F300-\U0001FAFF\u2600-\u27BF]\uFE0F?)*+"
 )
-# The tokenizer's western emoticons (model/text.py); not after ":" or a word character ("http://").
-_EMOTICON = r"(?:[:;=][-'^o]?[)\](}DdPpOo/\\|(\[{*]|<3+)"
 _LINE_BREAK_RE = re.compile(r"\r\n|[\n\r\u2028\u2029\x85]")
 
 # One alternative per kind of cut, each starting with a plain character class (the engine skips
@@ -86,7 +84,7 @@ _CUT_RE = re.compile(
     r"<[bB][rR]\s*+/?>(?P<tag>)(?:\s*+<[bB][rR]\s*+/?>)*+\s*+"  # break tags
     r"|[\n\r\u2028\u2029\x85](?P<line>)\s*+"  # a line break (blank lines included)
     rf"|{_EMOJI}(?P<emoji>[ \t]++)(?=[A-Z])"  # "Great 😍 Terrible battery"
-    rf"|{_EMOTICON}(?P<face>[ \t]++)(?=[A-Z])"  # "Love it :) Will buy again"
+    rf"|{EMOTICON}(?P<face>[ \t]++)(?=[A-Z])"  # "Love it :) Will buy again"
     r"|[!?](?<![!?][!?])[!?]*+(?P<bang>\s++)(?=\S)"  # "love it!! my kids"
     r"|…(?<!……)…*+(?P<ellipsis>\s++)(?=[A-Z])"  # "Great screen… Terrible"
     r"|\.(?<!\.\.)\.\.++(?P<dots>\s++)(?=[A-Z])"  # "fine... The"

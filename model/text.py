@@ -37,6 +37,8 @@ _NUMBER = r"\d{1,3}(?:[.,]\d)?"
 # Pictographs: one token each, skin tones and presentation selectors dropped.
 EMOJI = (r"[\U0001F300-\U0001F5FF\U0001F600-\U0001F64F\U0001F680-\U0001F6FF"
          r"\U0001F900-\U0001F9FF\U0001FA70-\U0001FAFF\u2600-\u27BF\u2B50\u2B55\u2764]")
+# Western emoticons: ":)", ";-D", "=P", "<3", "</3", and reversed faces "):" "(:".
+EMOTICON = r"(?:[:;=][-'^o]?[)\](}DdPpOo/\\|(\[{*]|<3+|</3|[)(]:)"
 MARKS = "[!?]"  # the two punctuation marks that carry sentiment on their own
 # Alternatives in priority order; each named group becomes one token kind.
 TOKEN_RE = re.compile(
@@ -48,7 +50,7 @@ TOKEN_RE = re.compile(
     # "five stars", "1 star", "4.5-star"
     rf"|(?P<stars>\b(?:{_NUMBER}|{'|'.join(_NUMBER_WORDS)})[\s-]*stars?\b)"
     # emoticons, western style; not inside words or URLs ("http://")
-    r"|(?P<emoticon>(?<![:/])(?:[:;=][-'^o]?[)\](}DdPpOo/\\|(\[{*]|<3+|</3|[)(]:)(?![\w)(/]))"
+    rf"|(?P<emoticon>(?<![:/]){EMOTICON}(?![\w)(/]))"
     rf"|(?P<emoji>{EMOJI})"
     # a clitic alone, then any other word (digits, underscores) and the two punctuation marks
     # that carry sentiment on their own

@@ -306,7 +306,7 @@ class Encoded:
     ids: list[list[int]]
     labels: torch.Tensor
     lengths: torch.Tensor  # tokens before truncation, for per-length reports
-    domains: list[str] = field(default_factory=list)  # per example, for per-domain reports
+    domains: list[str]  # per example, for per-domain reports
 
 
 def encode_examples(
@@ -551,7 +551,7 @@ def validation_mix(val: dict[str, Encoded], cap: int, seed: int) -> Encoded:
     for enc in val.values():
         keep = sorted(rng.sample(range(len(enc.ids)), min(cap, len(enc.ids))))
         ids += [enc.ids[i] for i in keep]
-        domains += [enc.domains[i] for i in keep] if enc.domains else [""] * len(keep)
+        domains += [enc.domains[i] for i in keep]
         labels.append(enc.labels[keep])
         lengths.append(enc.lengths[keep])
     return Encoded(ids, torch.cat(labels), torch.cat(lengths), domains)
