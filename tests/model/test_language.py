@@ -106,7 +106,7 @@ def test_the_detector_reads_a_bounded_head(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(language.pycld2, "detect", spy)
     english_then_german = "A truly great film with a superb cast. " * 20 + "Der Film war schlecht. " * 5000
-    assert detect(english_then_german) == "en"
+    assert detect(english_then_german).language == "en"
     assert len(seen[0]) == READ_CHARS
 
 
@@ -114,12 +114,12 @@ def test_characters_cld2_refuses_are_no_error() -> None:
     # Control characters, non-characters and lone surrogates make pycld2 raise; they carry no
     # language, so they are read as spaces.
     for text in ("\x00\x85 Der Film war langweilig", "\ufffe\U0010ffff", "a\ud800b", "\x96" * 50):
-        assert isinstance(detect(text), str)
-    assert detect("Der Film war langweilig und viel zu lang.\x85") == "de"
+        assert isinstance(detect(text).language, str)
+    assert detect("Der Film war langweilig und viel zu lang.\x85").language == "de"
 
 
 def test_retired_codes_are_renamed() -> None:
-    assert detect("סרט גרוע, חבל על הזמן, השחקנים היו נוראיים") == "he"  # CLD2 says "iw"
+    assert detect("סרט גרוע, חבל על הזמן, השחקנים היו נוראיים").language == "he"  # CLD2 says "iw"
 
 
 def test_present_leaves_a_readable_answer_as_it_was() -> None:
