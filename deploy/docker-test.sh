@@ -303,7 +303,7 @@ from service.runtime.sentiment_model import Explainer, load_explain_fn  # noqa: 
 
 explain_fn = load_explain_fn()
 assert explain_fn is not None, "no model.explain here"
-[local_explanation] = Explainer(predictor.checkpoint, explain_fn, 400).explain([(text, 0)])  # the count only sizes the work
+[local_explanation] = Explainer(predictor, explain_fn, 400).explain([(text, 0)])  # the count only sizes the work
 got_tokens = [(a["token"], a["start"], a["end"]) for a in explained["explanation"]]
 assert got_tokens == [(a["token"], a["start"], a["end"]) for a in local_explanation], got_tokens
 worst = max(abs(a["score"] - b["score"]) for a, b in zip(explained["explanation"], local_explanation))
