@@ -22,6 +22,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -173,7 +174,6 @@ class Metrics:
             namespace=namespace,
             registry=r,
         )
-        self._label_children: dict[tuple[Any, ...], Any] = {}
         # Sentence-level answers (`sentences: true`): what each sentence was called, and how
         # many reviews were mixed among those answered sentence by sentence.
         self.sentences = Counter(
@@ -200,9 +200,8 @@ class Metrics:
             namespace=namespace,
             registry=r,
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._prediction_children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._token_children: dict[str, Any] = {}
+        # Labelled children by (metric, labels): `.labels()` is the slow part of recording.
+        self._label_children: dict[tuple[Any, ...], Any] = {}
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         if self.multiprocess_dir is None:
@@ -218,16 +217,8 @@ class Metrics:
         self.model.info(info)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:  # label lookups are the slow part; do each combination once
-            children = (
-                self.requests.labels(route, method, str(status)),
-                self.latency.labels(route),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._child(self.requests, route, method, str(status)).inc()
+        self._child(self.latency, route).observe(seconds)
         self._sample_depth()
 
     def observe_refusal(self, status: int | None, type: str) -> None:
@@ -237,16 +228,10 @@ class Metrics:
         self, model: str, labels: Sequence[str], confidences: Sequence[float], tokens: Sequence[int]
     ) -> None:
         """One scored request: each text's label, confidence and length in tokens."""
-        length = self._token_children.get(model)
-        if length is None:
-            length = self._token_children[model] = self.input_tokens.labels(model)
+        length = self._child(self.input_tokens, model)
         for label, confidence, n in zip(labels, confidences, tokens, strict=True):
-            children = self._prediction_children.get((model, label))
-            if children is None:
-                children = (self.predictions.labels(model, label), self.confidence.labels(model, label))
-                self._prediction_children[(model, label)] = children
-            children[0].inc()
-            children[1].observe(confidence)
+            self._child(self.predictions, model, label).inc()
+            self._child(self.confidence, model, label).observe(confidence)
             length.observe(n)
 
     def observe_sentences(self, model: str, predictions: Sequence[dict[str, Any]]) -> None:
@@ -257,7 +242,7 @@ class Metrics:
             for sentence in prediction.get("sentences", ()):
                 self._child(self.sentences, model, sentence["label"]).inc()
 
-    def _child(self, metric: Counter, *labels: str) -> Any:
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
         """`metric.labels(*labels)`, looked up once per combination (the lookup is the slow part)."""
         key = (id(metric), *labels)
         child = self._label_children.get(key)
