@@ -8,6 +8,12 @@
 * `floor`: no model and no framework: a bare ASGI app under uvicorn (httptools, uvloop), one
   worker per CPU, that reads the body and returns a fixed answer. What any Python HTTP server
   on this machine can do at most: the ceiling the service's per-request work sits under.
+* `bare`: the offline ceiling's work behind the same HTTP server and nothing else: a bare ASGI
+  app, one worker per CPU, that tokenizes on the event loop (`Predictor.text_to_ids`) and
+  scores on one thread in batches of what is queued (up to LITSERVE_BATCH), with no limits,
+  validation, deadlines, admission, metrics or logs. The gap between it and the service is
+  what the service's contract costs per request; between it and the ceiling, what HTTP and
+  the load generator sharing the cores cost.
 
 Each is given the whole machine: LitServe and the plain app run at one worker and at one per
 CPU (`peer_systems`: "litserve/2", "litserve/1", …), and the better is what the service is
@@ -18,23 +24,26 @@ held against. `python -m bench.peers KIND --port P [--workers N] [--model-dir DI
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from bench.server import HOST, Server
 
 logger = logging.getLogger(__name__)
 
-PEERS = ("litserve", "fastapi", "floor")
+PEERS = ("litserve", "fastapi", "floor", "bare")
 # The worker counts each peer runs at: one per CPU, and one (LitServe's default). The floor
-# always runs one per CPU: it is a ceiling, not a peer.
+# and the bare app always run one per CPU: they are references, not peers.
 SCALABLE = ("litserve", "fastapi")
 MODEL_DIR_ENV = "PEER_MODEL_DIR"
 FLOOR_ANSWER = b'{"label":"positive","confidence":0.9,"probabilities":{"negative":0.1,"positive":0.9}}'
@@ -62,7 +71,7 @@ def cpus() -> int:
 def peer_systems() -> list[str]:
     """Every peer setting a run measures: "litserve/2", "litserve/1", "fastapi/2", …, "floor"."""
     counts = sorted({cpus(), 1}, reverse=True)
-    return [f"{kind}/{n}" for kind in SCALABLE for n in counts] + ["floor"]
+    return [f"{kind}/{n}" for kind in SCALABLE for n in counts] + ["floor", "bare"]
 
 
 def describe_peer(system: str) -> dict[str, Any]:
@@ -75,6 +84,8 @@ def describe_peer(system: str) -> dict[str, Any]:
                         batch_timeout_s=LITSERVE_WAIT_S, setting="workers_per_device")
     elif kind == "fastapi":
         settings.update(setting="uvicorn --workers", route="sync def, one model call per request")
+    elif kind == "bare":
+        settings.update(max_batch_size=LITSERVE_BATCH)
     return {"kind": kind, **settings}
 
 
@@ -141,10 +152,15 @@ async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def serve_floor(port: int, model_dir: Path | None, workers: int) -> None:
+    _serve_bare_asgi("bench.peers:floor_app", port, workers)
+
+
+def _serve_bare_asgi(app: str, port: int, workers: int, factory: bool = False) -> None:
     import uvicorn
 
     uvicorn.run(
-        "bench.peers:floor_app",
+        app,
+        factory=factory,
         host=HOST,
         port=port,
         workers=workers,
@@ -154,6 +170,65 @@ def serve_floor(port: int, model_dir: Path | None, workers: int) -> None:
         log_level="warning",
         access_log=False,
     )
+
+
+def serve_bare(port: int, model_dir: Path | None, workers: int) -> None:
+    if model_dir is not None:
+        os.environ[MODEL_DIR_ENV] = str(model_dir)  # for each worker's bare_app()
+    _serve_bare_asgi("bench.peers:bare_app", port, workers, factory=True)
+
+
+def bare_app() -> Any:
+    """The bare batched app (a factory: each uvicorn worker builds its own; see the module doc)."""
+    import torch
+
+    from bench.standin import load_predictor
+    from model.predictor import prediction_row
+
+    directory = os.environ.get(MODEL_DIR_ENV)
+    predictor = load_predictor(Path(directory) if directory else None)
+    queued: list[tuple[list[int], asyncio.Future[list[float]]]] = []
+    ready = threading.Condition()
+    started: list[asyncio.AbstractEventLoop] = []
+
+    def resolve(futures: list[asyncio.Future[list[float]]], rows: list[list[float]]) -> None:
+        for future, row in zip(futures, rows, strict=True):
+            future.set_result(row)
+
+    def score(loop: asyncio.AbstractEventLoop) -> None:
+        torch.set_num_threads(1)
+        while True:
+            with ready:
+                while not queued:
+                    ready.wait()
+                batch = queued[:LITSERVE_BATCH]
+                del queued[:LITSERVE_BATCH]
+            rows = predictor.predict_ids([ids for ids, _ in batch]).tolist()
+            loop.call_soon_threadsafe(resolve, [future for _, future in batch], rows)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if not started:
+            started.append(asyncio.get_running_loop())
+            threading.Thread(target=score, args=(started[0],), daemon=True).start()
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = FLOOR_ANSWER  # GET: the readiness probe
+        if scope["method"] == "POST":
+            future = started[0].create_future()
+            with ready:
+                queued.append((predictor.text_to_ids(orjson.loads(b"".join(chunks))["text"]), future))
+                ready.notify()
+            body = orjson.dumps(prediction_row(predictor.labels, await future))
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 def measure_peers(
@@ -196,7 +271,10 @@ def measure_peers(
 
 # The setting of each peer the service is held against: the highest throughput at c=64, or (the
 # plain app, compared at c=1) the lowest p50.
-BETTER_BY = {"litserve": (64, "throughput"), "fastapi": (1, "p50"), "floor": (64, "throughput")}
+BETTER_BY = {
+    "litserve": (64, "throughput"), "fastapi": (1, "p50"), "floor": (64, "throughput"),
+    "bare": (64, "throughput"),
+}
 Figure = Callable[[str, int, str], float | None]  # (setting, concurrency, figure) -> its value
 
 
@@ -238,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         logger.error("%s", why)
         return 2
-    serve = {"litserve": serve_litserve, "fastapi": serve_fastapi, "floor": serve_floor}
+    serve = {
+        "litserve": serve_litserve, "fastapi": serve_fastapi, "floor": serve_floor, "bare": serve_bare
+    }
     serve[args.kind](args.port, args.model_dir, args.workers or cpus())
     return 0
 

@@ -203,11 +203,12 @@ def _side_by_side_lines(results: dict[str, Any]) -> list[str]:
         "litserve": "LitServe",
         "fastapi": "plain FastAPI, one model call per request",
         "floor": "HTTP floor: bare ASGI app, no model, one uvicorn worker per CPU",
+        "bare": "bare batched app: tokenize + batches of the model, no contract, one worker per CPU",
     }
     peers = results.get("peers", {})
     for system, peer in peers.items():
         kind = system.split("/")[0]
-        if "/" not in system and kind != "floor":
+        if "/" not in system and kind not in ("floor", "bare"):
             continue  # the better setting, already a row of its own
         settings = peer.get("settings", {})
         label = names.get(kind, kind)

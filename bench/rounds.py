@@ -89,6 +89,9 @@ def ratios(round_: dict[str, Any]) -> dict[str, float]:
     if "floor" in round_:
         floor = round_["floor"]["c64"]["throughput_rps"]
         out["throughput_c64_vs_http_floor"] = ratio(ours["c64"]["throughput_rps"], floor)
+    if "bare" in round_:  # what the contract costs: the same work served with nothing around it
+        bare = round_["bare"]["c64"]["throughput_rps"]
+        out["throughput_c64_vs_bare"] = ratio(ours["c64"]["throughput_rps"], bare)
     return out
 
 
@@ -134,6 +137,9 @@ def _peer_name(result: dict[str, Any], system: str) -> str:
                 f"batch {settings['max_batch_size']}, {1e3 * settings['batch_timeout_s']:g} ms")
     if settings["kind"] == "fastapi":
         return f"plain FastAPI (sync route), uvicorn --workers {settings['workers']}"
+    if settings["kind"] == "bare":
+        return (f"bare batched app (the ceiling's work, no contract), {settings['workers']} workers, "
+                f"batch {settings['max_batch_size']}")
     return f"HTTP floor (bare ASGI, no model), {settings['workers']} workers"
 
 

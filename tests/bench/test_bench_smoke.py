@@ -204,7 +204,7 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert results["startup"]["ready_s_median"] > 0
     # Peers on the same reviews: the plain app always, LitServe when the bench extra is installed.
     peers = results["peers"]
-    for kind in ("fastapi", "litserve", "floor"):
+    for kind in ("fastapi", "litserve", "floor", "bare"):
         if kind == "litserve" and "skipped" in peers[kind]:
             assert "pip install" in peers[kind]["skipped"]
             continue
