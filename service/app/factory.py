@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.app.lean import lean_routes
+from service.app.lean import ServiceApp, lean_routes
 from service.app.middleware import RequestContextMiddleware
 from service.app.routes import build_router
 from service.config import Settings
@@ -43,8 +43,9 @@ def create_app(
     runtime: Runtime[Any, Any] = Runtime(settings, metrics, model_loader(settings, model), slot=slot)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.launch()
+        app.open_front(metrics, lean_routes(app))
         if slot is not None and slot.replacement:
             # uvicorn listens only once this returns: a worker replacing a dead one takes no
             # connection before its model is warm (they wait in its socket meanwhile, where a
@@ -57,7 +58,7 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="Sentiment scoring service",
         version="1.0.0",
         description=DESCRIPTION,

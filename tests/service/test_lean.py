@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import starlette.applications
 from fastapi import FastAPI
 
 import service.app.factory
@@ -119,3 +120,60 @@ async def test_an_unexpected_error_on_the_lean_path_is_the_one_500(
         "message": "Internal server error (request id r1)",
         "request_id": "r1",
     }
+
+
+def layers_entered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the requests that entered FastAPI's outer layers (its Starlette stack)."""
+    entered: list[str] = []
+    call = starlette.applications.Starlette.__call__
+
+    async def noted(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            entered.append(f"{scope['method']} {scope['path']}")
+        await call(self, scope, receive, send)
+
+    monkeypatch.setattr(starlette.applications.Starlette, "__call__", noted)
+    return entered
+
+
+@pytest.mark.anyio
+async def test_post_predict_skips_fastapis_outer_layers(
+    app_factory: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered = layers_entered(monkeypatch)
+    async with running(app_factory()) as client:
+        entered.clear()
+        ok = await client.post("/predict", json={"text": "good"}, headers={"x-request-id": "r2"})
+        other = await client.get("/predict")
+        await client.get("/health/live")
+        metrics = (await client.get("/metrics")).text
+    assert ok.status_code == 200 and ok.headers["x-request-id"] == "r2"
+    assert other.status_code == 405
+    assert entered == ["GET /predict", "GET /health/live", "GET /metrics"]
+    # The front's request context counts and labels it like any other request.
+    assert 'route="/predict",status="200"' in metrics
+
+
+@pytest.mark.anyio
+async def test_with_opentelemetry_configured_post_predict_keeps_fastapis_way(
+    app_factory: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered = layers_entered(monkeypatch)
+    app = app_factory()
+    monkeypatch.setattr(app._native_telemetry, "enabled", lambda: True)  # type: ignore[attr-defined]
+    monkeypatch.setattr(service.app.lean, "score", counting(calls := []))
+    async with running(app) as client:
+        entered.clear()
+        ok = await client.post("/predict", json={"text": "good"})
+    assert ok.status_code == 200
+    assert entered == ["POST /predict"] and calls == [1]  # traced, and still the lean handler
+
+
+def counting(calls: list[int]) -> Callable[..., Any]:
+    score = service.app.lean.score
+
+    async def counted(*args: Any) -> Any:
+        calls.append(1)
+        return await score(*args)
+
+    return counted
