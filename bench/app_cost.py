@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from service.app.factory import create_app
 from service.app.request_body import OPEN_CONNECTIONS
 from service.config import Settings
 from service.logs import configure_logging
+from service.server.workers import multiprocess_metrics_dir
 
 LABELS = ["negative", "neutral", "positive"]
 TEXT = "The battery lasts two days and the screen is bright, but the speaker is tinny."
@@ -129,9 +129,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=6_400)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    # The service's metrics and log set-up, the lines themselves thrown away.
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="app-cost-"))
-    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+    # The service's metrics and log set-up (as under several workers), the lines thrown away.
+    with (
+        multiprocess_metrics_dir(),
+        open(os.devnull, "w") as sink,
+        contextlib.redirect_stderr(sink),
+    ):
         writer = configure_logging("INFO", "json")  # its handler writes to `sink`
         try:
             result = uvloop.run(measure(args.requests, args.repeats))

@@ -42,8 +42,10 @@ from bench.server import HOST, Server
 logger = logging.getLogger(__name__)
 
 PEERS = ("litserve", "fastapi", "floor", "bare")
-# The worker counts each peer runs at: one per CPU, and one (LitServe's default). The floor
-# and the bare app always run one per CPU: they are references, not peers.
+# References, not peers: the most any app answers here (floor), the most the model serves with
+# nothing around it (bare). They always run one worker per CPU.
+REFERENCES = ("floor", "bare")
+# The worker counts each peer runs at: one per CPU, and one (LitServe's default).
 SCALABLE = ("litserve", "fastapi")
 MODEL_DIR_ENV = "PEER_MODEL_DIR"
 FLOOR_ANSWER = b'{"label":"positive","confidence":0.9,"probabilities":{"negative":0.1,"positive":0.9}}'
@@ -71,7 +73,7 @@ def cpus() -> int:
 def peer_systems() -> list[str]:
     """Every peer setting a run measures: "litserve/2", "litserve/1", "fastapi/2", …, "floor"."""
     counts = sorted({cpus(), 1}, reverse=True)
-    return [f"{kind}/{n}" for kind in SCALABLE for n in counts] + ["floor", "bare"]
+    return [f"{kind}/{n}" for kind in SCALABLE for n in counts] + list(REFERENCES)
 
 
 def describe_peer(system: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.peers import REFERENCES
 from bench.server import REPO
 
 logger = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ def _side_by_side_lines(results: dict[str, Any]) -> list[str]:
     peers = results.get("peers", {})
     for system, peer in peers.items():
         kind = system.split("/")[0]
-        if "/" not in system and kind not in ("floor", "bare"):
+        if "/" not in system and kind not in REFERENCES:
             continue  # the better setting, already a row of its own
         settings = peer.get("settings", {})
         label = names.get(kind, kind)

@@ -19,7 +19,6 @@ configured at start-up, every request keeps FastAPI's way, so /predict stays tra
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -79,6 +78,5 @@ class ServiceApp(FastAPI):
         telemetry = getattr(self, "_native_telemetry", None)  # FastAPI's OpenTelemetry hook
         if PREDICT not in routes or (telemetry is not None and telemetry.enabled()):
             return
-        self.front = RequestContextMiddleware(
-            partial(FastAPI.__call__, self), metrics, lean_routes=lambda: routes
-        )
+        # Entered only for POST /predict, so its app is that handler (no dispatch of its own).
+        self.front = RequestContextMiddleware(routes[PREDICT], metrics)

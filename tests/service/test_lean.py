@@ -75,14 +75,8 @@ async def test_the_lean_path_answers_as_the_fastapi_route(
 async def test_post_predict_goes_the_lean_path(
     app_factory: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = []
-    score = service.app.lean.score
-
-    async def counted(*args: Any) -> Any:
-        calls.append(1)
-        return await score(*args)
-
-    monkeypatch.setattr(service.app.lean, "score", counted)
+    calls: list[int] = []
+    monkeypatch.setattr(service.app.lean, "score", counting(calls))
     async with running(app_factory()) as client:
         ok = await client.post("/predict", json={"text": "good"})
         head = await client.get("/predict")
