@@ -3,7 +3,7 @@ request may carry, cost about what a plain review of that size costs, and double
 size doubles (nothing quadratic). Then the same against the REAL server: the one-word request
 that once took 2 GB and seconds.
 
-Time is this thread's CPU time, compared within one process as ratios of medians, so other
+Time is this thread's CPU time, the least of runs taken in turns (tests/cpu_cost.py), so other
 work on a busy machine neither slows one side nor counts; peak memory (tracemalloc) does not
 depend on load at all."""
 
@@ -23,7 +23,7 @@ import pytest
 from model.checkpoint import save_checkpoint
 from model.text import TextConfig, TextPipeline, tokenize, tokenize_kept
 from tests.conftest import build_checkpoint, synthetic_reviews
-from tests.cpu_cost import cpu_seconds
+from tests.cpu_cost import cpu_costs
 from tests.hardening.test_overload import probe
 from tests.service.test_e2e import server
 
@@ -76,9 +76,10 @@ def test_worst_shapes_cost_what_a_plain_text_of_their_size_costs(
     plain = (PLAIN * (MAX_CHARS // len(PLAIN) + 1))[:MAX_CHARS]
     # The plain text tokenized whole: what the pipeline pays when a text leaves it no cut
     # (serving reads only the kept ends of a plain review, which is cheaper still).
-    baseline_s = cpu_seconds(lambda: pipeline.encode_tokens(tokenize(plain)))
+    baseline_s, cost_s = cpu_costs(
+        lambda: pipeline.encode_tokens(tokenize(plain)), lambda: read(pipeline, text)
+    )
     baseline_bytes = peak_bytes(lambda: pipeline.encode_tokens(tokenize(plain)))
-    cost_s = cpu_seconds(lambda: read(pipeline, text))
     cost_bytes = peak_bytes(lambda: read(pipeline, text))
     assert cost_s <= 10 * baseline_s + 0.002, (shape, cost_s, baseline_s)
     assert cost_bytes <= 4 * baseline_bytes + 2**20, (shape, cost_bytes, baseline_bytes)
@@ -86,13 +87,13 @@ def test_worst_shapes_cost_what_a_plain_text_of_their_size_costs(
 
 @pytest.mark.parametrize("shape", sorted(WORST))
 def test_worst_shapes_cost_grows_linearly(pipeline: TextPipeline, shape: str) -> None:
-    half = cpu_seconds(lambda: read(pipeline, WORST[shape](MAX_CHARS // 2)))
-    whole = cpu_seconds(lambda: read(pipeline, WORST[shape](MAX_CHARS)))
+    half_text, whole_text = WORST[shape](MAX_CHARS // 2), WORST[shape](MAX_CHARS)
+    half, whole = cpu_costs(lambda: read(pipeline, half_text), lambda: read(pipeline, whole_text))
     # Doubling the size doubles a linear cost; a quadratic one quadruples. Fixed costs and noise
     # get the 0.5 ms.
     assert whole <= 3 * half + 0.0005, (shape, whole, half)
-    half_bytes = peak_bytes(lambda: read(pipeline, WORST[shape](MAX_CHARS // 2)))
-    whole_bytes = peak_bytes(lambda: read(pipeline, WORST[shape](MAX_CHARS)))
+    half_bytes = peak_bytes(lambda: read(pipeline, half_text))
+    whole_bytes = peak_bytes(lambda: read(pipeline, whole_text))
     assert whole_bytes <= 3 * half_bytes + 2**18, (shape, whole_bytes, half_bytes)
 
 

@@ -19,7 +19,7 @@ from model.sentences import (
     safe_for_rust,
     split_sentences,
 )
-from tests.cpu_cost import cpu_seconds
+from tests.cpu_cost import cpu_costs
 from tests.model.sentence_cases import CASES, HOLDOUT_CASES, Case, expected_spans
 
 # What the chosen splitter gets wrong, kept out of the exact-boundary test (docs/sentences.md):
@@ -130,8 +130,8 @@ WORST: dict[str, Callable[[int], str]] = {
 
 @pytest.mark.parametrize("shape", sorted(WORST))
 def test_splitting_cost_grows_linearly(shape: str) -> None:
-    half = cpu_seconds(lambda: split_sentences(WORST[shape](MAX_CHARS // 2)))
-    whole = cpu_seconds(lambda: split_sentences(WORST[shape](MAX_CHARS)))
+    half_text, whole_text = WORST[shape](MAX_CHARS // 2), WORST[shape](MAX_CHARS)
+    half, whole = cpu_costs(lambda: split_sentences(half_text), lambda: split_sentences(whole_text))
     # Doubling the size doubles a linear cost; a quadratic one quadruples. Noise gets 0.5 ms.
     assert whole <= 3 * half + 0.0005, (shape, whole, half)
     assert whole < 0.25, (shape, whole)  # and MAX_CHARS of the worst shape is cheap
