@@ -128,12 +128,17 @@ class TextReader:
         self.detect = detector  # another detector only to compare them (bench/language.py)
 
     def read(self, text: str) -> Reading:
-        """Tokenizes `text` as the service does (`tokenize_kept`) and judges it."""
+        """Whether the model can read `text` (`encode` without the ids)."""
+        return self.encode(text)[1]
+
+    def encode(self, text: str) -> tuple[list[int], Reading]:
+        """The ids the model reads ([] when the pipeline finds no token) and whether it can read
+        them, from one tokenizing of the kept ends of `text` (`tokenize_kept`)."""
         tokens = tokenize_kept(text, self.pipeline.config)
         ids = self.pipeline.encode_tokens(tokens) if tokens else []
-        return self.read_encoded(text, tokens, ids)
+        return ids, self._judge(text, tokens, ids)
 
-    def read_encoded(self, text: str, tokens: Sequence[str], ids: Sequence[int]) -> Reading:
+    def _judge(self, text: str, tokens: Sequence[str], ids: Sequence[int]) -> Reading:
         """Judges `text` from the tokens the pipeline kept and their ids (the same length: what
         `encode_tokens` of already-truncated tokens gives)."""
         head, head_ids = tokens[:READ_TOKENS], ids[:READ_TOKENS]

@@ -26,6 +26,7 @@ from model.data import DataError, read_texts
 from model.language import POLICIES, Policy, TextReader, present
 from model.predictor import Predictor, add_backend_argument, prediction_row, sentence_summary
 from model.sentences import split_sentences
+from model.text import UNK_ID
 
 logger = logging.getLogger("model.predict")
 
@@ -98,14 +99,16 @@ def prediction_rows(
     """One row per text; every text is scored, and `policy` decides what is shown of one the
     model cannot read (as the service does, so a readable text's row never depends on it).
     `sentences`: each row also gets its sentences, scored alone, and `mixed`."""
-    probs = predictor.predict_texts(texts, progress=progress).tolist()
+    reader = TextReader(predictor.pipeline)
+    encoded = [reader.encode(text) for text in texts]  # one tokenizing for ids and reading
+    # A text with no token is scored as <unk>, as `Predictor.predict_texts` scores it.
+    probs = predictor.predict_encoded([ids or [UNK_ID] for ids, _ in encoded], progress).tolist()
     predictions = [prediction_row(predictor.labels, p) for p in probs]
     if sentences:
         add_sentences(predictor, texts, predictions, progress)
-    reader = TextReader(predictor.pipeline)
     return [
-        present(prediction, reader.read(text), policy)
-        for text, prediction in zip(texts, predictions, strict=True)
+        present(prediction, reading, policy)
+        for (_, reading), prediction in zip(encoded, predictions, strict=True)
     ]
 
 

@@ -137,7 +137,10 @@ class Predictor:
 
     def predict_texts(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Probabilities (N, C) in input order; batches are formed by length to cut padding."""
-        encoded = [self.text_to_ids(t) for t in texts]
+        return self.predict_encoded([self.text_to_ids(t) for t in texts], progress)
+
+    def predict_encoded(self, encoded: list[list[int]], progress: bool = False) -> torch.Tensor:
+        """Probabilities (N, C) for id lists of any number, in length-sorted batches."""
         return self._batched(encoded, self.predict_ids, progress)
 
     def logits_texts(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:

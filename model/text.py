@@ -398,8 +398,9 @@ class TextPipeline:
     vocab: Vocabulary
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`, truncated head+tail; at least one id (an empty text gives <unk>)."""
-        return self.encode_tokens(tokenize(text, self.config.lowercase))
+        """Token ids of `text`, truncated head+tail; at least one id (an empty text gives <unk>).
+        Of a long text only the ends that truncation keeps are tokenized (`tokenize_kept`)."""
+        return self.encode_tokens(tokenize_kept(text, self.config))
 
     def encode_tokens(self, tokens: list[str]) -> list[int]:
         """`encode` for text already tokenized with this pipeline's settings."""

@@ -21,7 +21,6 @@ from model.language import Reading, TextReader
 from model.predictor import Backend, Predictor, prediction_row, sentence_summary
 from model.rnn import parameter_summary
 from model.sentences import split_sentences
-from model.text import tokenize_kept
 from service.config import Settings
 from service.runtime.contract import Explain, ServedModel
 
@@ -83,11 +82,10 @@ class SentimentModel:
         """The ids the model reads; [] when the pipeline finds no token in `text`. Only the
         kept ends of a long review are tokenized (`tokenize_kept`). Whether the model can read
         the text is judged here too, from the same tokens (`reading`)."""
-        pipeline = self.checkpoint.pipeline
-        tokens = tokenize_kept(text, pipeline.config)
-        ids = ReadIds(pipeline.encode_tokens(tokens) if tokens else [])
-        ids.reading = self.reader.read_encoded(text, tokens, ids)
-        return ids
+        ids, reading = self.reader.encode(text)
+        payload = ReadIds(ids)
+        payload.reading = reading
+        return payload
 
     def reading(self, payload: ReadIds) -> Reading:
         return payload.reading
@@ -110,8 +108,7 @@ class SentimentModel:
     def decode_sentence(self, sentence: str) -> list[int]:
         """The ids `Predictor.predict_texts([sentence])` would score: no reading (the review's
         language was judged whole), and [<unk>] for a sentence with no token, as offline."""
-        pipeline = self.checkpoint.pipeline
-        return pipeline.encode_tokens(tokenize_kept(sentence, pipeline.config))
+        return self.checkpoint.pipeline.encode(sentence)
 
     def summarise(self, spans: list[tuple[int, int]], outputs: Sequence[list[float]]) -> dict[str, Any]:
         return sentence_summary(self.labels, spans, outputs)

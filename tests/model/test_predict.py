@@ -107,3 +107,22 @@ def test_sentences_are_scored_alone_and_the_whole_text_answer_is_unchanged(
             got = [sentence["probabilities"][label] for label in predictor.labels]
             assert got == pytest.approx(expected, abs=1e-5)
         assert isinstance(after["mixed"], bool)
+
+
+def test_each_row_is_the_texts_prediction_and_reading(tiny_checkpoint_dir: Path) -> None:
+    """Rows come from one tokenizing of each text; they must equal scoring the text and judging
+    it apart, a text with no token (scored as <unk>) and a long one among them."""
+    from model.language import TextReader, present
+    from model.predictor import Predictor
+
+    texts = ["", "   ", ":) !!", "a great film", "Ein schrecklicher Film, wirklich.",
+             "bad plot " * 600, "good <br /> acting " * 300]
+    predictor = Predictor.load(tiny_checkpoint_dir, batch_size=3)
+    reader = TextReader(predictor.pipeline)
+    for policy in ("score", "flag", "refuse"):
+        got = predict.prediction_rows(predictor, texts, progress=False, policy=policy)
+        expected = [
+            present(prediction_row(predictor.labels, p), reader.read(text), policy)
+            for text, p in zip(texts, predictor.predict_texts(texts).tolist(), strict=True)
+        ]
+        assert got == expected
