@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.metrics_text import scraped
 from tests.service.conftest import assert_error
-from tests.service.test_e2e import metric, server
+from tests.service.test_e2e import server
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +59,7 @@ def explain(client: httpx.Client, texts: list[str]) -> httpx.Response:
 
 def scored(url: str) -> float:
     """Reviews the plain model has scored so far."""
-    return metric(url, "sentiment_batch_size_sum")
+    return scraped(url, "sentiment_batch_size_sum")
 
 
 def test_one_slow_request_does_not_lock_the_lane(live: Any) -> None:

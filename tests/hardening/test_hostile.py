@@ -25,9 +25,9 @@ from typing import Any, Literal, NamedTuple
 import httpx
 import pytest
 
+from tests.metrics_text import samples, total
 from tests.service.conftest import assert_error
 from tests.service.test_e2e import server
-from tests.service.test_metrics import samples, total
 
 pytestmark = pytest.mark.slow
 

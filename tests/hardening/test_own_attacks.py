@@ -28,8 +28,9 @@ from service.errors import MAX_DETAILS, ApiError
 from service.schemas import build_predict_request
 from service.server.http_guard import MAX_PIPELINED
 from tests.hardening.test_hostile import port_of
+from tests.metrics_text import scraped
 from tests.service.conftest import assert_error
-from tests.service.test_e2e import parse_metric, server
+from tests.service.test_e2e import server
 
 ENV = {"WORKERS": "1", "LOG_FORMAT": "text", "LOG_LEVEL": "INFO"}
 
@@ -89,9 +90,8 @@ def test_deep_pipelining_is_cut_off_before_it_costs_memory(live: Any) -> None:
             sock.close()
     # Was +132 MB; what is left is the allocator's slack, not 20 x 10,000 queued requests.
     assert worker.memory_info().rss - before_rss < 30 * 2**20
-    text = httpx.get(f"{url}/metrics").text
-    name = 'sentiment_protocol_refusals_total{status="none",type="pipeline_too_deep"}'
-    assert parse_metric(text, name) >= 20
+    refused = scraped(url, "sentiment_protocol_refusals_total", status="none", type="pipeline_too_deep")
+    assert refused >= 20
     assert "pipelined on one connection" in log.read_text()
     assert httpx.get(f"{url}/health/live").status_code == 200
 

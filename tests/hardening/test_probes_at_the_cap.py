@@ -17,7 +17,8 @@ import pytest
 
 from bench.attacks import established, probes_at_the_cap, unread_answers
 from tests.hardening.test_hostile import port_of, raw_exchange
-from tests.service.test_e2e import parse_metric, server
+from tests.metrics_text import scraped
+from tests.service.test_e2e import server
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +42,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path) ->
 
 
 def refusals(url: str, status: str, kind: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    name = f'sentiment_protocol_refusals_total{{status="{status}",type="{kind}"}}'
-    return parse_metric(text, name) if name in text else 0.0
+    return scraped(url, "sentiment_protocol_refusals_total", status=status, type=kind)
 
 
 def wait_for(condition: Any, timeout: float) -> None:

@@ -21,6 +21,7 @@ import pytest
 from model.predictor import Predictor
 from service.client import NO_RETRY, AsyncSentimentClient, SentimentClient, ServiceError
 from tests.conftest import synthetic_reviews
+from tests.metrics_text import samples, scraped, total
 from tests.service.test_routes import ODD_TEXTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
@@ -84,24 +85,13 @@ def server(
             process.wait(10)
 
 
-def metric(url: str, name: str) -> float:
-    return parse_metric(httpx.get(f"{url}/metrics").text, name)
-
-
 async def accepted_predictions(url: str) -> float:
     """/predict requests answered 200 or still in flight (the /metrics request excluded)."""
     async with httpx.AsyncClient() as probe:
         text = (await probe.get(f"{url}/metrics")).text
-    done = 'sentiment_http_requests_total{method="POST",route="/predict",status="200"}'
-    answered = parse_metric(text, done) if done in text else 0.0
-    return answered + parse_metric(text, "sentiment_http_requests_in_flight") - 1
-
-
-def parse_metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(name)
+    values = samples(text)
+    answered = total(values, "sentiment_http_requests_total", method="POST", route="/predict", status="200")
+    return answered + total(values, "sentiment_http_requests_in_flight") - 1
 
 
 def assert_close(prediction: object, row: list[float], labels: list[str]) -> None:
@@ -122,15 +112,15 @@ async def test_concurrent_load_matches_offline_scoring(
                 *(pool[i % SHARDS].predict(t) for i, t in enumerate(texts))
             )
             batch = await pool[0].predict_many(texts[:50])
-        calls = metric(url, "sentiment_batch_size_count")
-        answered = metric(
-            url, 'sentiment_http_requests_total{method="POST",route="/predict",status="200"}'
+        calls = scraped(url, "sentiment_batch_size_count")
+        answered = scraped(
+            url, "sentiment_http_requests_total", method="POST", route="/predict", status="200"
         )
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     for prediction, row in zip(predictions + batch, expected + expected[:50], strict=True):
         assert_close(prediction, row, offline.labels)
-    assert calls < len(texts)  # they really were batched
+    assert 0 < calls < len(texts)  # they really were batched
     assert answered == len(texts) + 1  # counted once each, whichever worker answered
 
 

@@ -19,8 +19,8 @@ from model.explain import explain_batch
 from service.app.routes import public_paths
 from service.config import Settings
 from service.runtime.sentiment_model import load_explain_fn
+from tests.metrics_text import samples, total
 from tests.service.conftest import BASE_URL, assert_error, running
-from tests.service.test_metrics import samples, total
 
 # Added to a deadline the app keeps: the scheduling delay of a busy 2-core machine.
 BUSY_SLACK_S = 3.0

@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 
 from model import predict
 from model.language import POLICIES, Reading
 from service.client import SentimentClient
 from service.config import Settings
 from service.runtime.metrics import Metrics
+from tests.metrics_text import samples, total
 from tests.service.conftest import assert_error, running
 
 SHIPPED = Path(__file__).resolve().parents[2] / "artifacts" / "review-sentiment"
@@ -104,7 +104,7 @@ async def test_flag_withholds_the_label_and_keeps_the_batch(
     assert counted[("en", "scored")] == 6  # the batch's 3 English texts and 3 of them alone
     assert counted[("und", "scored")] == 4  # "👍👍" and "5/5": signs, no words
     # Withheld labels are not counted as predictions (they would drift the label metrics).
-    assert sum(predictions_total(metrics).values()) == 2 * len(READABLE)
+    assert total(samples(metrics), "sentiment_predictions_total") == 2 * len(READABLE)
 
 
 @pytest.mark.anyio
@@ -241,17 +241,7 @@ def test_the_cli_marks_what_it_cannot_read(tmp_path: Path) -> None:
 
 def texts_read(metrics: str) -> dict[tuple[str, str], float]:
     return {
-        (s.labels["language"], s.labels["outcome"]): s.value
-        for family in text_string_to_metric_families(metrics)
-        for s in family.samples
-        if s.name == "sentiment_texts_read_total"
-    }
-
-
-def predictions_total(metrics: str) -> dict[str, float]:
-    return {
-        s.labels["label"]: s.value
-        for family in text_string_to_metric_families(metrics)
-        for s in family.samples
-        if s.name == "sentiment_predictions_total"
+        (dict(labels)["language"], dict(labels)["outcome"]): value
+        for (name, labels), value in samples(metrics).items()
+        if name == "sentiment_texts_read_total"
     }

@@ -14,23 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from model.predictor import Predictor
 from tests.conftest import synthetic_reviews
+from tests.metrics_text import samples, total
 from tests.service.conftest import running
 
 pytestmark = pytest.mark.anyio
 
 
-def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """{(sample name, labels): value} from Prometheus text."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(exposition)
-        for s in family.samples
-    }
-
-
-def total(values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in values.items() if n == name and wanted <= ls)
 
 
 async def test_prediction_metrics_add_up_to_the_texts_scored(

@@ -16,7 +16,8 @@ import pytest
 
 from service.config import Settings, available_cpus
 from service.server.workers import WorkerBoard
-from tests.service.test_e2e import REPO, metric, server
+from tests.metrics_text import scraped
+from tests.service.test_e2e import REPO, server
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -142,14 +143,14 @@ def test_a_dead_worker_is_replaced_and_logged(tiny_checkpoint_dir: Path, tmp_pat
     with server(tiny_checkpoint_dir, log, WORKERS="2", LOG_FORMAT="text") as (process, url):
         for _ in range(10):
             assert httpx.post(f"{url}/predict", json={"text": "fine"}).status_code == 200
-        before = metric(url, 'sentiment_http_requests_total{method="POST",route="/predict",status="200"}')
+        before = scraped(url, "sentiment_http_requests_total", method="POST", route="/predict", status="200")
         workers = children_of(process.pid)
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGKILL)
         wait_for(lambda: len(set(children_of(process.pid)) - set(workers)) == 1)
         wait_for(lambda: httpx.get(f"{url}/health").status_code == 200)
         assert httpx.post(f"{url}/predict", json={"text": "fine"}).status_code == 200
-        after = metric(url, 'sentiment_http_requests_total{method="POST",route="/predict",status="200"}')
+        after = scraped(url, "sentiment_http_requests_total", method="POST", route="/predict", status="200")
         assert after == before + 1  # the dead worker's counts are kept
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
