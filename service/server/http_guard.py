@@ -241,12 +241,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         answering = self.cycle is not None and not self.cycle.response_complete
         # Part of a request came (and no earlier response is being written): say why.
+        within = f"within {self.header_timeout_s:g}s"
         if self._header_bytes and not answering:
-            message = f"Request headers not received within {self.header_timeout_s:g}s"
-            self.transport.write(raw_error(408, message, type="request_timeout"))
-            self._refused(408, "request_timeout", message)
-        elif not answering:
-            self._refused(None, "idle_closed", f"nothing received within {self.header_timeout_s:g}s")
+            self._refuse(408, "request_timeout", f"Request headers not received {within}")
+            return
+        if not answering:
+            self._refused(None, "idle_closed", f"nothing received {within}")
         self.transport.close()
 
     # -- write deadline ------------------------------------------------------------------
@@ -291,9 +291,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and self._header_bytes > self.max_header_bytes
             and not self.transport.is_closing()
         ):
-            message = f"Request headers exceed {self.max_header_bytes} bytes"
-            self._refused(431, "headers_too_large", message)
-            self._refuse(raw_error(431, message, type="headers_too_large"))
+            self._refuse(431, "headers_too_large", f"Request headers exceed {self.max_header_bytes} bytes")
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -310,12 +308,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # No answer: one written now would land amid the answers still being written.
             self.transport.abort()
             return
-        self._refused(400, "bad_request", msg)
-        self._refuse(raw_error(400, msg, type="bad_request"))
+        self._refuse(400, "bad_request", msg)
 
-    def _refuse(self, response: bytes) -> None:
+    def _refuse(self, status: int, type: str, message: str) -> None:
+        """Answers `status` in the error shape below the app, counts it and closes."""
+        self._refused(status, type, message)
         self._cancel_header_timer()
-        self.transport.write(response)
+        self.transport.write(raw_error(status, message, type=type))
         self.transport.close()
 
 
