@@ -171,20 +171,30 @@ def unread_answers(
             sock.close()
 
 
-async def _post_all(url: str, body: bytes, clients: int) -> list[tuple[int, float, str | None]]:
-    async def one() -> tuple[int, float, str | None]:
+Posted = tuple[int, float, httpx.Response | None]  # status (-1: no answer), seconds, answer
+
+
+async def post_all(url: str, body: bytes, clients: int) -> list[Posted]:
+    """`body` to POST /predict from `clients` connections at once."""
+
+    async def one() -> Posted:
         async with httpx.AsyncClient(timeout=60) as client:
             started = time.monotonic()
             try:
                 response = await client.post(
                     f"{url}/predict", content=body, headers={"content-type": "application/json"}
                 )
-            except httpx.TransportError as exc:
-                return -1, time.monotonic() - started, type(exc).__name__
-            kind = response.json().get("error", {}).get("type") if response.status_code != 200 else None
-            return response.status_code, time.monotonic() - started, kind
+            except httpx.TransportError:
+                return -1, time.monotonic() - started, None
+            return response.status_code, time.monotonic() - started, response
 
-    return await asyncio.gather(*(one() for _ in range(clients)))
+    return list(await asyncio.gather(*(one() for _ in range(clients))))
+
+
+def error_type(response: httpx.Response | None) -> str | None:
+    if response is None:
+        return "no answer"
+    return response.json().get("error", {}).get("type") if response.status_code != 200 else None
 
 
 def expensive_body() -> bytes:
@@ -193,11 +203,13 @@ def expensive_body() -> bytes:
 
 def deadline(url: str, clients: int = 8) -> dict[str, Any]:
     """`clients` concurrent requests of ~1 MB of the costliest text: slowest answer, statuses."""
-    results = asyncio.run(_post_all(url, expensive_body(), clients))
+    results = asyncio.run(post_all(url, expensive_body(), clients))
     return {
         "clients": clients,
         "slowest_s": round(max(seconds for _, seconds, _ in results), 2),
-        "statuses": dict(Counter(f"{status} {kind or ''}".strip() for status, _, kind in results)),
+        "statuses": dict(
+            Counter(f"{status} {error_type(answer) or ''}".strip() for status, _, answer in results)
+        ),
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.attacks import EXPENSIVE, EXPENSIVE_TEXTS, expensive_body
+from bench.attacks import EXPENSIVE, EXPENSIVE_TEXTS, Posted, expensive_body, post_all
 from model.checkpoint import load_checkpoint
 from service.runtime.sentiment_model import SentimentModel
 from tests.hardening.test_overload import probe
@@ -47,26 +47,13 @@ def tokenizing_s(checkpoint: Path) -> float:
     return time.perf_counter() - started
 
 
-async def flood(url: str) -> tuple[list[tuple[int, float, httpx.Response | None]], list[Any]]:
-    body = expensive_body()
+async def flood(url: str) -> tuple[list[Posted], list[Any]]:
     probes: list[tuple[str, int, float]] = []
-
-    async def one() -> tuple[int, float, httpx.Response | None]:
-        async with httpx.AsyncClient(timeout=60) as client:
-            started = time.monotonic()
-            try:
-                response = await client.post(
-                    f"{url}/predict", content=body, headers={"content-type": "application/json"}
-                )
-            except httpx.TransportError:
-                return -1, time.monotonic() - started, None
-            return response.status_code, time.monotonic() - started, response
-
     end = time.monotonic() + REQUEST_TIMEOUT_S + MARGIN_S
     results, _ = await asyncio.gather(
-        asyncio.gather(*(one() for _ in range(CLIENTS))), probe(url, end, probes, interval=0.2)
+        post_all(url, expensive_body(), CLIENTS), probe(url, end, probes, interval=0.2)
     )
-    return list(results), probes
+    return results, probes
 
 
 def test_the_deadline_counts_tokenizing(live: Any, tiny_checkpoint_dir: Path) -> None:
