@@ -596,10 +596,11 @@ def run_suite(tests: Sequence[Test], scorer: Scorer, model: str | None = None) -
 
 
 class PredictorScorer:
-    """Probabilities from a checkpoint on disk (the shipped model when `directory` is None)."""
+    """Probabilities from a loaded predictor, or from a checkpoint on disk (the shipped model
+    when `source` is None)."""
 
-    def __init__(self, directory: str | Path | None = None) -> None:
-        self.predictor = Predictor.load(directory)
+    def __init__(self, source: str | Path | Predictor | None = None) -> None:
+        self.predictor = source if isinstance(source, Predictor) else Predictor.load(source)
         self.model = self.predictor.checkpoint.model_id
         self.labels = list(self.predictor.labels)
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from model.checklist import build_suite, run_suite
+from model.checklist import PredictorScorer, build_suite, run_suite
 from model.checkpoint import DEFAULT_CHECKPOINT, MANIFEST, WEIGHTS, Checkpoint, _sha256, load_checkpoint
 from model.predictor import Predictor
 from model.text import TOKENIZER
@@ -40,14 +39,6 @@ def random_model(shipped: Predictor) -> Predictor:
     return Predictor(reinitialised(shipped.checkpoint))
 
 
-def label_scorer(predictor: Predictor) -> Callable[[list[str]], list[dict[str, float]]]:
-    """Each text's probability per label, what the behavioural suite reads."""
-
-    def score(texts: list[str]) -> list[dict[str, float]]:
-        rows = predictor.predict_texts(texts).tolist()
-        return [dict(zip(predictor.labels, row, strict=True)) for row in rows]
-
-    return score
 
 
 # -- the exact files -------------------------------------------------------------------------
@@ -212,7 +203,7 @@ def test_reads_short_reviews_ratings_emoji_and_typos(shipped: Predictor) -> None
 
 
 def over_ceilings(predictor: Predictor) -> dict[str, float]:
-    report = run_suite(build_suite(labels=predictor.labels), label_scorer(predictor), "checked")
+    report = run_suite(build_suite(labels=predictor.labels), PredictorScorer(predictor), "checked")
     rates = {t.name: t.failure_rate for t in report.tests}
     # A ceiling for a test this model's suite lacks (a neutral-only test) is not a pass.
     return {name: rates.get(name, 1.0) for name, ceiling in CHECKLIST_CEILINGS.items()
