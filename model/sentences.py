@@ -8,7 +8,7 @@ emoticon before a capital, "!!" before any word, ellipses, a missing space after
 pieces without a letter or digit ("!!", "😍") joined to the sentence before them. Why this
 library and what each choice costs: docs/sentences.md.
 
-Every step is linear in the text (tests/model/test_sentences.py doubles the worst shapes).
+Every step is linear in the text (tests/model/test_sentences.py quadruples the worst shapes).
 
 `is_mixed(positive, negative)` is the MIXED rule over the sentences' calibrated probabilities;
 its constant was set on held-out reviews (docs/sentences.md, `python -m bench.mixed`).
