@@ -45,10 +45,21 @@ def _error(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
+# What the protocol layer (service/server/http_guard.py) answers for any route, before the app
+# sees the request: documented on every operation (`build_router`), so a client and a schema
+# fuzzer find every status they can get. A route that also answers one of these codes itself
+# names both causes.
+PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("Malformed HTTP (request line, headers or Content-Length), refused below the app"),
+    408: _error("The request headers did not arrive within BODY_TIMEOUT_S"),
+    431: _error("Request line and headers larger than MAX_HEADER_BYTES"),
+}
+OVER_CAPACITY = "MAX_CONNECTIONS connections already open"  # 503 below the app, but to probes
+
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("Invalid JSON, non-UTF-8 body or NUL characters"),
+    400: _error("Invalid JSON, non-UTF-8 body or NUL characters; or malformed HTTP"),
     401: _error("Missing or wrong API key (only when API_KEY is set)"),
-    408: _error("The body did not arrive in time"),
+    408: _error("The headers or the body did not arrive within BODY_TIMEOUT_S"),
     413: _error("Body larger than MAX_BODY_BYTES"),
     415: _error("Content-Type is not application/json"),
     422: _error(
@@ -59,7 +70,8 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
     429: _error("Queue full; retry after the Retry-After header"),
     500: _error("Unexpected error; the message carries the request id"),
-    503: _error("Model not loaded yet, or shutting down"),
+    501: _error("`explain` or `sentences` asked of a served model that cannot explain or split"),
+    503: _error(f"Model not loaded yet, or shutting down; or {OVER_CAPACITY}"),
     504: _error("No answer within REQUEST_TIMEOUT_S"),
 }
 
@@ -210,7 +222,10 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
     @guarded.get(
         "/model",
         response_model=ModelInfo,
-        responses={401: _error("Missing or wrong API key"), 503: _error("Model not loaded yet")},
+        responses={
+            401: _error("Missing or wrong API key"),
+            503: _error(f"Model not loaded yet; or {OVER_CAPACITY}"),
+        },
         tags=["scoring"],
     )
     async def model_info(runtime: RuntimeDep) -> Response:
@@ -223,6 +238,7 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
         responses={
             200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text"},
             401: _error("Missing or wrong API key (API_KEY set, METRICS_PUBLIC not)"),
+            503: _error(OVER_CAPACITY),
         },
         tags=["operations"],
     )
@@ -235,6 +251,6 @@ def build_router(settings: Settings, request_model: type[PredictRequest]) -> API
     if unnamed:
         raise RuntimeError(f"routes served without the API key but not in PUBLIC_PATHS: {unnamed}")
     router = APIRouter()
-    router.include_router(public)
-    router.include_router(guarded)
+    router.include_router(public, responses=PROTOCOL_ERRORS)
+    router.include_router(guarded, responses=PROTOCOL_ERRORS)
     return router

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.server.http_guard import PROBE_PATHS
 from tests.hardening import test_hostile
 from tests.hardening.test_hostile import assert_raw_error, log_once_written, port_of, raw_exchange
 from tests.service.conftest import assert_error
@@ -95,13 +96,35 @@ def test_headers_just_under_the_limit_are_served(client: httpx.Client) -> None:
         b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
         b"GET /health HTTP/9.9\r\n\r\n",
         b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: iudU\r\n\r\n",  # found by make fuzz
     ],
-    ids=["garbage", "no-colon", "version", "two-lengths"],
+    ids=["garbage", "no-colon", "version", "two-lengths", "bad-length"],
 )
 def test_malformed_http_is_400_in_the_one_shape(live: Any, raw: bytes) -> None:
     _, url, _ = live
     status, headers, body, _ = raw_exchange(port_of(url), raw, deadline_s=5)
     assert_raw_error(status, headers, body, 400)
+
+
+def test_every_operation_documents_what_the_protocol_layer_answers_it(live: Any) -> None:
+    """A client (or schemathesis) that gets 400, 431 or 408 from below the app finds it in the
+    operation's responses: each refusal is provoked on every operation the server publishes."""
+    _, url, _ = live
+    port = port_of(url)
+    paths = httpx.get(f"{url}/openapi.json", timeout=10).json()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            # Over MAX_CONNECTIONS (provoked on GET /model below), all but the probes get 503.
+            assert path in PROBE_PATHS or "503" in operation["responses"], (method, path)
+            start = f"{method.upper()} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            for status, head in [
+                (400, start + "Content-Length: iudU\r\n\r\n"),
+                (431, start + f"X-Filler: {'a' * 70_000}\r\n\r\n"),
+                (408, start),  # the headers never end: BODY_TIMEOUT_S
+            ]:
+                answered, headers, body, _ = raw_exchange(port, head.encode(), deadline_s=5)
+                assert_raw_error(answered, headers, body, status)
+                assert str(status) in operation["responses"], (method, path, status)
 
 
 # -- connections -----------------------------------------------------------------------------------

@@ -250,11 +250,13 @@ async def test_explain_without_the_module_is_501(
     app_factory: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("service.runtime.sentiment_model.load_explain_fn", lambda: None)
-    async with running(app_factory()) as client:
+    app = app_factory()
+    async with running(app) as client:
         response = await client.post("/predict", json={"text": "a", "explain": True})
         plain = await client.post("/predict", json={"text": "a"})
     assert_error(response, 501, "not_implemented")
     assert plain.status_code == 200
+    assert "501" in app.openapi()["paths"]["/predict"]["post"]["responses"]  # and documented
 
 
 # -- 401 / 404 / 405 ----------------------------------------------------------------------------
