@@ -16,6 +16,7 @@ from model.predictor import Predictor
 from model.rnn import parameter_summary
 from service.runtime.sentiment_model import load_explain_fn
 from tests.conftest import synthetic_reviews
+from tests.metrics_text import samples, total
 from tests.service.conftest import running
 
 pytestmark = pytest.mark.anyio
@@ -85,9 +86,10 @@ async def test_concurrent_requests_are_batched_and_match_offline(
         metrics = (await client.get("/metrics")).text
     assert all(r.status_code == 200 for r in responses)
     assert_matches_offline([r.json()["predictions"][0] for r in responses], texts, offline)
-    calls = _metric(metrics, "sentiment_batch_size_count")
-    assert calls < len(texts)  # concurrent requests shared model calls
-    assert _metric(metrics, 'sentiment_batch_size_bucket{le="16.0"}') == calls  # max size held
+    values = samples(metrics)
+    calls = total(values, "sentiment_batch_size_count")
+    assert 0 < calls < len(texts)  # concurrent requests shared model calls
+    assert total(values, "sentiment_batch_size_bucket", le="16.0") == calls  # max size held
 
 
 async def test_unusual_texts_are_scored(
@@ -184,18 +186,11 @@ async def test_metrics_exposition(app_factory: Callable[..., FastAPI]) -> None:
         "sentiment_ready 1.0",
     ):
         assert name in text, name
-    assert (
-        _metric(text, 'sentiment_http_requests_total{method="POST",route="/predict",status="200"}')
-        == 1
-    )
-    assert (
-        _metric(text, 'sentiment_http_requests_total{method="POST",route="/predict",status="422"}')
-        == 1
-    )
-    assert (
-        _metric(text, 'sentiment_http_requests_total{method="GET",route="unmatched",status="404"}')
-        == 1
-    )
+    requests = samples(text)
+    for method, route, status in [("POST", "/predict", "200"), ("POST", "/predict", "422"),
+                                  ("GET", "unmatched", "404")]:
+        counted = total(requests, "sentiment_http_requests_total", method=method, route=route, status=status)
+        assert counted == 1, (method, route, status)
 
 
 async def test_openapi_and_docs(app_factory: Callable[..., FastAPI]) -> None:
@@ -244,13 +239,6 @@ async def test_draining_keeps_serving_but_fails_readiness(
     assert health.json()["error"]["type"] == "not_ready"
     assert predict.status_code == 200
     assert live.status_code == 200
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in metrics")
 
 
 async def test_health_and_metrics_answer_while_the_model_is_busy(
