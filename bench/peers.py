@@ -140,17 +140,27 @@ def plain_app() -> Any:
     return app
 
 
+async def _read_body(receive: Any) -> bytes:
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _answer(send: Any, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The HTTP floor: read the request, answer a constant (see the module doc)."""
     if scope["type"] != "http":
         return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    headers = [(b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": FLOOR_ANSWER})
+    await _read_body(receive)
+    await _answer(send, FLOOR_ANSWER)
 
 
 def serve_floor(port: int, model_dir: Path | None, workers: int) -> None:
@@ -214,21 +224,15 @@ def bare_app() -> Any:
         if not started:
             started.append(asyncio.get_running_loop())
             threading.Thread(target=score, args=(started[0],), daemon=True).start()
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = FLOOR_ANSWER  # GET: the readiness probe
-        if scope["method"] == "POST":
-            future = started[0].create_future()
-            with ready:
-                queued.append((predictor.text_to_ids(orjson.loads(b"".join(chunks))["text"]), future))
-                ready.notify()
-            body = orjson.dumps(prediction_row(predictor.labels, await future))
-        headers = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        request = await _read_body(receive)
+        if scope["method"] != "POST":  # the readiness probe
+            await _answer(send, FLOOR_ANSWER)
+            return
+        future = started[0].create_future()
+        with ready:
+            queued.append((predictor.text_to_ids(orjson.loads(request)["text"]), future))
+            ready.notify()
+        await _answer(send, orjson.dumps(prediction_row(predictor.labels, await future)))
 
     return app
 
@@ -274,8 +278,8 @@ def measure_peers(
 # The setting of each peer the service is held against: the highest throughput at c=64, or (the
 # plain app, compared at c=1) the lowest p50.
 BETTER_BY = {
-    "litserve": (64, "throughput"), "fastapi": (1, "p50"), "floor": (64, "throughput"),
-    "bare": (64, "throughput"),
+    "litserve": (64, "throughput"), "fastapi": (1, "p50"),
+    **{reference: (64, "throughput") for reference in REFERENCES},
 }
 Figure = Callable[[str, int, str], float | None]  # (setting, concurrency, figure) -> its value
 

@@ -45,7 +45,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.launch()
-        app.open_front(metrics, lean_routes(app))
+        app.open_front(metrics)
         if slot is not None and slot.replacement:
             # uvicorn listens only once this returns: a worker replacing a dead one takes no
             # connection before its model is warm (they wait in its socket meanwhile, where a

@@ -11,14 +11,13 @@ route stays registered, so the OpenAPI schema and /docs are FastAPI's as before.
 `ServiceApp` goes one step further: once started, it hands POST /predict straight to a
 request-context middleware of its own (`open_front`), so those requests skip the layers FastAPI
 puts around every app (its error page, which the middleware's own 500 replaces; its
-OpenTelemetry hook; its body limit, which the handler's own reading enforces). Those layers
-were a fifth of the app's CPU per request (`python -m bench.app_cost`). When OpenTelemetry is
+OpenTelemetry hook; its body limit, which the handler's own reading enforces); what that
+saves is measured by `python -m bench.app_cost` (docs/benchmarks.md). When OpenTelemetry is
 configured at start-up, every request keeps FastAPI's way, so /predict stays traced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -72,11 +71,10 @@ class ServiceApp(FastAPI):
             return
         await super().__call__(scope, receive, send)
 
-    def open_front(self, metrics: Metrics, routes: Mapping[tuple[str, str], ASGIApp]) -> None:
-        """At start-up, once every route is in place: `routes` as `lean_routes` gives them (see
-        the module doc)."""
+    def open_front(self, metrics: Metrics) -> None:
+        """At start-up, once every route is in place (see the module doc)."""
         telemetry = getattr(self, "_native_telemetry", None)  # FastAPI's OpenTelemetry hook
-        if PREDICT not in routes or (telemetry is not None and telemetry.enabled()):
+        if telemetry is not None and telemetry.enabled():
             return
         # Entered only for POST /predict, so its app is that handler (no dispatch of its own).
-        self.front = RequestContextMiddleware(routes[PREDICT], metrics)
+        self.front = RequestContextMiddleware(lean_routes(self)[PREDICT], metrics)

@@ -243,7 +243,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # Part of a request came (and no earlier response is being written): say why.
         within = f"within {self.header_timeout_s:g}s"
         if self._header_bytes and not answering:
-            self._refuse(408, "request_timeout", f"Request headers not received {within}")
+            self._answer_and_close(408, "request_timeout", f"Request headers not received {within}")
             return
         if not answering:
             self._refused(None, "idle_closed", f"nothing received {within}")
@@ -291,7 +291,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and self._header_bytes > self.max_header_bytes
             and not self.transport.is_closing()
         ):
-            self._refuse(431, "headers_too_large", f"Request headers exceed {self.max_header_bytes} bytes")
+            message = f"Request headers exceed {self.max_header_bytes} bytes"
+            self._answer_and_close(431, "headers_too_large", message)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -308,10 +309,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # No answer: one written now would land amid the answers still being written.
             self.transport.abort()
             return
-        self._refuse(400, "bad_request", msg)
+        self._answer_and_close(400, "bad_request", msg)
 
-    def _refuse(self, status: int, type: str, message: str) -> None:
-        """Answers `status` in the error shape below the app, counts it and closes."""
+    def _answer_and_close(self, status: int, type: str, message: str) -> None:
+        """A refusal answered in the error shape below the app: counted (`_refused`), written,
+        and the connection closed."""
         self._refused(status, type, message)
         self._cancel_header_timer()
         self.transport.write(raw_error(status, message, type=type))
